@@ -1,0 +1,42 @@
+"""What every benchmark table states about where and how it was made."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}, {platform.system()}"
+    )
+
+
+def header(title: str) -> str:
+    """Title, the exact command, the machine and the date, as Markdown."""
+    command = " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])
+    today = datetime.date.today().isoformat()
+    return f"# {title}\n\n- command: `{command}`\n- machine: {machine_line()}\n- date: {today}\n"
+
+
+def write_result(name: str, text: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(text)
+    return path

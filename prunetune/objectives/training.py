@@ -1,0 +1,205 @@
+"""The train and evaluate loop that base training and every trial's fine-tune share.
+
+One loop, so that a searched model is fine-tuned exactly the way its base model was trained:
+seeded, within the CPU threads it was given, reporting after each epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prunetune.errors import PrunetuneError
+from prunetune.runtime import seed_everything, torch_threads
+
+__all__ = [
+    "EpochStats",
+    "Evaluation",
+    "TrainConfig",
+    "TrainingDiverged",
+    "evaluate",
+    "make_optimizer",
+    "make_schedule",
+    "train",
+]
+
+ScheduleFactory = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the trial that saw it fails with this reason."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How to train: the optimizer, its schedule, and how long.
+
+    `schedule` is a name from SCHEDULES or a factory `(optimizer, total_steps) -> scheduler`
+    stepped once per batch, for users who want their own.
+    """
+
+    epochs: int = 10
+    max_steps: int | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str | ScheduleFactory = "cosine"
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self) -> None:
+        """Raise PrunetuneError naming the first bad field."""
+        if self.epochs < 0:
+            _bad("epochs", self.epochs, ">= 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            _bad("max_steps", self.max_steps, ">= 1 or None")
+        if self.optimizer not in OPTIMIZERS:
+            _bad("optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
+        if not self.lr > 0:
+            _bad("lr", self.lr, "> 0")
+        if isinstance(self.schedule, str) and self.schedule not in SCHEDULES:
+            _bad("schedule", self.schedule, f"one of {', '.join(SCHEDULES)} or a callable")
+
+
+def _bad(field: str, value: object, allowed: str) -> None:
+    raise PrunetuneError(f"The '{field}' parameter of TrainConfig must be {allowed}. Got {value!r} instead.")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    steps: int
+    train_loss: float
+    train_accuracy: float
+    val: Evaluation | None
+    seconds: float
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0
+    )
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, schedule: str | ScheduleFactory, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-batch schedule: cosine to zero, steps of 0.1 at 50% and 75%, or constant."""
+    total_steps = max(total_steps, 1)
+    if callable(schedule):
+        return schedule(optimizer, total_steps)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if schedule == "step":
+        milestones = [max(1, total_steps // 2), max(2, (3 * total_steps) // 4)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _sized(loader: Batches) -> int:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return 0
+
+
+def train(
+    model: nn.Module,
+    train_loader: Batches,
+    *,
+    config: TrainConfig,
+    val_loader: Batches | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    loss_fn: nn.Module | None = None,
+) -> list[EpochStats]:
+    """Train `model` in place for `config.epochs` epochs (or `config.max_steps` batches, if fewer).
+
+    `on_epoch` receives each epoch's statistics, validation included: the hook for progress lines
+    and for a search's intermediate reports. Raises TrainingDiverged on a NaN or infinite loss.
+    """
+    config.validate()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    history: list[EpochStats] = []
+    with torch_threads(config.threads):
+        seed_everything(config.seed)
+        optimizer = make_optimizer(model, config)
+        per_epoch = _sized(train_loader)
+        total = per_epoch * config.epochs
+        if config.max_steps is not None:
+            total = min(total, config.max_steps) if total else config.max_steps
+        scheduler = make_schedule(optimizer, config.schedule, total)
+        steps = 0
+        for epoch in range(1, config.epochs + 1):
+            if config.max_steps is not None and steps >= config.max_steps:
+                break
+            started = time.perf_counter()
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for inputs, targets in train_loader:
+                if config.max_steps is not None and steps >= config.max_steps:
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                outputs = model(inputs)
+                loss = loss_fn(outputs, targets)
+                if not math.isfinite(loss.item()):
+                    raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch}, step {steps + 1}")
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                steps += 1
+                loss_sum += loss.item() * len(targets)
+                seen += len(targets)
+                if outputs.dim() == 2 and targets.dim() == 1:
+                    correct += int((outputs.argmax(1) == targets).sum())
+            val = evaluate(model, val_loader, loss_fn=loss_fn) if val_loader is not None else None
+            stats = EpochStats(
+                epoch=epoch,
+                steps=steps,
+                train_loss=loss_sum / max(seen, 1),
+                train_accuracy=correct / max(seen, 1),
+                val=val,
+                seconds=time.perf_counter() - started,
+            )
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+    return history
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Batches, *, loss_fn: nn.Module | None = None) -> Evaluation:
+    """Mean loss and top-1 accuracy over `loader`, in eval mode; the model's mode is restored."""
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    try:
+        for inputs, targets in loader:
+            outputs = model(inputs)
+            loss_sum += float(loss_fn(outputs, targets)) * len(targets)
+            seen += len(targets)
+            if outputs.dim() == 2 and targets.dim() == 1:
+                correct += int((outputs.argmax(1) == targets).sum())
+    finally:
+        model.train(was_training)
+    return Evaluation(loss=loss_sum / max(seen, 1), accuracy=correct / max(seen, 1), samples=seen)

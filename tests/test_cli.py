@@ -1,0 +1,74 @@
+"""The command line: real runs, and one clear message with exit status 2 for every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prunetune.cli import main
+from prunetune.zoo.checkpoint import load_checkpoint
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as exit_:  # argparse's own usage errors
+        status = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_train_prints_accuracies_and_writes_a_loadable_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "base.pt"
+    status, stdout, _ = run_cli(capsys, "train", "--model", "lenet5", "--data", "digits", "--epochs", "3", "-o", str(out))
+    assert status == 0
+    assert "epoch   3/3" in stdout
+    assert "train " in stdout and "val " in stdout and "test " in stdout
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.model_name == "lenet5" and checkpoint.data_spec == "digits"
+    assert checkpoint.metrics["test_accuracy"] > 0.5  # three epochs on digits are far above chance (0.1)
+    assert f"test {checkpoint.metrics['test_accuracy']:.2%}" in stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--model", "lenet6", "--data", "digits"], "lenet6"),
+        (["--model", "lenet5", "--data", "mnist:{tmp}/nowhere"], "nowhere"),
+        (["--model", "lenet5", "--data", "mnist"], "mnist:PATH"),
+        (["--model", "lenet5", "--data", "imagenet:{tmp}"], "imagenet"),
+        (["--model", "lenet5", "--data", "cifar10:{tmp}/bad.bin"], "3073"),
+        (["--model", "lenet5", "--data", "digits", "--val-fraction", "1.5"], "val_fraction"),
+        (["--model", "lenet5", "--data", "digits", "--model-arg", "width=-1"], "width"),
+    ],
+)
+def test_bad_input_gives_one_message_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    (tmp_path / "bad.bin").write_bytes(b"\x00" * 3000)
+    out = tmp_path / "base.pt"
+    argv = [part.replace("{tmp}", str(tmp_path)) for part in argv]
+    status, stdout, stderr = run_cli(capsys, "train", *argv, "--epochs", "1", "-o", str(out))
+    assert status == 2
+    assert words in stderr
+    assert stderr.startswith("prunetune: error: ") and stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_argparse_errors_also_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, stderr = run_cli(capsys, "train", "--model", "lenet5")
+    assert status == 2 and "--data" in stderr
+
+
+def test_console_script_exit_status(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "prunetune.cli", "train", "--model", "nope", "--data", "digits", "-o", str(tmp_path / "x.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "nope" in result.stderr and "Traceback" not in result.stderr
