@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prunetune.errors import PrunetuneError
+
+if TYPE_CHECKING:
+    from prunetune.pruners import Plan
 
 __all__ = ["main"]
 
@@ -124,6 +128,103 @@ def _floats(text: str, flag: str) -> list[float]:
     return values
 
 
+def _add_prune(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "prune",
+        help="apply a plan to a base checkpoint, fine-tune briefly, and print what it costs and scores",
+        description="Prune a trained checkpoint by a plan (JSON file or inline JSON), fine-tune, evaluate.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="base checkpoint written by `prunetune train`")
+    parser.add_argument("--plan", required=True, help='plan JSON file, or inline JSON such as \'{"filters": {"ratios": {"conv1": 0.5}}}\'')
+    parser.add_argument("--data", default=None, help="data spec (default: the one the checkpoint was trained on)")
+    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=_positive_int, default=None)
+    parser.add_argument("-o", "--output", type=Path, default=None, help="write the pruned model as a checkpoint")
+    parser.set_defaults(handler=_run_prune)
+
+
+def _read_plan(text: str) -> Plan:
+    from prunetune.pruners import Plan
+
+    path = Path(text).expanduser()
+    if not text.lstrip().startswith("{"):
+        if not path.is_file():
+            raise PrunetuneError(f"--plan {text}: no such file (give a plan JSON file or inline JSON).")
+        text = path.read_text()
+    return Plan.from_json(text)
+
+
+def _run_prune(args: argparse.Namespace) -> int:
+    from prunetune.base_model import format_epoch
+    from prunetune.objectives.prune_finetune import prune_and_finetune
+    from prunetune.objectives.training import TrainConfig
+    from prunetune.pruners import make_masks_permanent
+    from prunetune.zoo import load_checkpoint, load_data, save_checkpoint
+
+    if args.output is not None and args.output.is_dir():
+        raise PrunetuneError(f"--output {args.output} is a folder; name the checkpoint file to write.")
+    checkpoint = load_checkpoint(args.checkpoint)
+    plan = _read_plan(args.plan)
+    spec = args.data or checkpoint.data_spec
+    if spec is None:
+        raise PrunetuneError(f"{args.checkpoint} records no data spec: pass --data.")
+    data = load_data(spec, **checkpoint.data_options)
+    finetune = TrainConfig(epochs=args.finetune_epochs, lr=args.lr, seed=args.seed, threads=args.threads)
+    finetune.validate()
+    result = prune_and_finetune(
+        checkpoint.build(), plan, data, finetune=finetune, batch_size=args.batch_size,
+        on_epoch=lambda stats: print(format_epoch(stats, args.finetune_epochs)),
+    )
+    base_test = checkpoint.metrics.get("test_accuracy")
+    metrics = result.metrics(base_test)
+    print(
+        f"params {result.base.params:,} -> {result.pruned.params:,} (nonzero {result.pruned.nonzero_params:,}); "
+        f"compression {metrics['compression']:.2f}x; MACs {result.base.macs:,} -> {result.pruned.macs:,} "
+        f"({metrics['macs_reduction']:.2f}x)"
+    )
+    drop = f" (drop {metrics['accuracy_drop_pp']:.2f} pp)" if base_test is not None else ""
+    print(
+        f"val {result.val_accuracy_pruned:.2%} after pruning, {result.val_accuracy:.2%} after fine-tuning; "
+        f"test {result.test_accuracy:.2%}{drop}"
+    )
+    if args.output is not None:
+        make_masks_permanent(result.model)
+        path = save_checkpoint(
+            args.output, result.model, data_spec=spec, data_options=checkpoint.data_options,
+            input_shape=tuple(data.input_shape), num_classes=data.num_classes, metrics=metrics, plan=plan.to_dict(),
+        )
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_units(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("units", help="list a checkpoint's prunable units: the names a plan uses")
+    parser.add_argument("checkpoint", type=Path)
+    parser.set_defaults(handler=_run_units)
+
+
+def _run_units(args: argparse.Namespace) -> int:
+    import torch
+
+    from prunetune.pruners import discover_units, prunable_weight_layers
+    from prunetune.zoo import load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    if checkpoint.input_shape is None:
+        raise PrunetuneError(f"{args.checkpoint} records no input shape.")
+    model = checkpoint.build()
+    example = torch.zeros(1, *checkpoint.input_shape)
+    print(f"{'unit (filters)':<28} {'kind':<6} {'channels':>8} {'params':>10} {'MACs':>12}  coupled with")
+    for unit in discover_units(model, example):
+        others = ", ".join(member for member in unit.members if member != unit.name)
+        print(f"{unit.name:<28} {unit.kind:<6} {unit.channels:>8} {unit.params:>10,} {unit.macs:>12,}  {others}")
+    print("layers (weights): " + ", ".join(prunable_weight_layers(model)))
+    return 0
+
+
 def _add_models(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("models", help="list the zoo's reference models and the datasets it reads")
     parser.set_defaults(handler=_run_models)
@@ -145,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(commands)
     _add_train(commands)
+    _add_prune(commands)
+    _add_units(commands)
     _add_models(commands)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_load_uses_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_a_pickled_object_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
-    torch.save({"format": "prunetune.checkpoint/1", "model_name": object.__new__(Path)}, path)
+    torch.save({"format": "prunetune.checkpoint/1", "model_name": argparse.Namespace(run="code")}, path)
     with pytest.raises(PrunetuneError, match="not a readable prunetune checkpoint"):
         load_checkpoint(path)
 

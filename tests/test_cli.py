@@ -23,13 +23,13 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 def test_train_prints_accuracies_and_writes_a_loadable_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "base.pt"
-    status, stdout, _ = run_cli(capsys, "train", "--model", "lenet5", "--data", "digits", "--epochs", "3", "-o", str(out))
+    status, stdout, _ = run_cli(capsys, "train", "--model", "lenet5", "--data", "digits", "--epochs", "6", "-o", str(out))
     assert status == 0
-    assert "epoch   3/3" in stdout
+    assert "epoch   6/6" in stdout
     assert "train " in stdout and "val " in stdout and "test " in stdout
     checkpoint = load_checkpoint(out)
     assert checkpoint.model_name == "lenet5" and checkpoint.data_spec == "digits"
-    assert checkpoint.metrics["test_accuracy"] > 0.5  # three epochs on digits are far above chance (0.1)
+    assert checkpoint.metrics["test_accuracy"] > 0.5  # six epochs on digits are far above chance (0.1)
     assert f"test {checkpoint.metrics['test_accuracy']:.2%}" in stdout
 
 

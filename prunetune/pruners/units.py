@@ -14,6 +14,7 @@ change what the model computes.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,7 @@ class Unit:
 
 @dataclass(frozen=True)
 class UnitGroup:
-    """A unit's root layer and its pruning function, for building Torch-Pruning groups."""
+    """A unit's live modules: its root layer (the one pruned groups start from) and every coupled module."""
 
     name: str
     root: nn.Module
@@ -72,7 +73,9 @@ class UnitGroup:
 
     def channels(self) -> int:
         """Current output channels of the root layer."""
-        return int(self.root.out_channels if isinstance(self.root, tp.ops.TORCH_CONV) else self.root.out_features)
+        if isinstance(self.root, tp.ops.TORCH_CONV):
+            return int(self.root.out_channels)
+        return int(self.root.out_features)
 
 
 def forward(model: nn.Module, example_inputs: ExampleInputs) -> Any:
@@ -160,14 +163,16 @@ def unit_groups(model: nn.Module, graph: tp.DependencyGraph) -> list[UnitGroup]:
     return found
 
 
-def _root_macs(model: nn.Module, roots: Sequence[nn.Module], example_inputs: ExampleInputs) -> dict[nn.Module, int]:
+def _root_macs(
+    model: nn.Module, roots: Sequence[nn.Module], example_inputs: ExampleInputs
+) -> dict[nn.Module, int]:
     """Per-sample multiply-accumulates of each root layer, from one forward pass."""
     macs: dict[nn.Module, int] = {}
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         batch = output.shape[0] if output.dim() > 1 else 1
         if isinstance(module, tp.ops.TORCH_CONV):
-            kernel = int(torch.tensor(module.kernel_size).prod())
+            kernel = math.prod(module.kernel_size)
             if module.transposed:
                 per_output = module.out_channels // module.groups * kernel
                 count = inputs[0].numel() * per_output

@@ -39,16 +39,36 @@ class Checkpoint:
     plan: dict[str, Any] | None = None
 
     def build(self) -> nn.Module:
-        """Rebuild the model from the zoo and load the weights into it."""
+        """Rebuild the model from the zoo, re-shape it by its plan (if pruned), and load the weights."""
         from prunetune.zoo.models import build_model
 
         model = build_model(self.model_name, **self.model_kwargs)
+        if self.plan:
+            model = self._reshape(model)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as error:
             raise PrunetuneError(
                 f"The checkpoint's weights do not fit model {self.model_name!r} built with {self.model_kwargs}: {error}"
             ) from error
+        return model
+
+    def _reshape(self, model: nn.Module) -> nn.Module:
+        """Give a freshly built model the pruned shapes: only shapes matter, the weights come after.
+
+        Which channels a criterion picks depends on the weights, so the replay uses L1 whatever the
+        recorded criterion; the saved state dict then fills in the real weights.
+        """
+        from prunetune.pruners import Plan, apply_plan, make_masks_permanent
+
+        if self.input_shape is None:
+            raise PrunetuneError("A pruned checkpoint must record its input_shape to be rebuilt.")
+        sections = Plan.from_dict(self.plan).to_dict()
+        if "filters" in sections:
+            sections["filters"]["criterion"] = "l1"
+        example = torch.zeros(1, *self.input_shape)
+        model = apply_plan(model, sections, example_inputs=example, inplace=True)
+        make_masks_permanent(model)
         return model
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from prunetune.errors import PrunetuneError
@@ -20,7 +20,7 @@ def find_folder(
     *,
     what: str,
     expected: Sequence[str],
-    has_files: callable,
+    has_files: Callable[[Path], bool],
     subfolders: Sequence[str] = (),
 ) -> Path:
     """The first of ``root`` and its conventional ``subfolders`` for which ``has_files`` is true.
@@ -33,7 +33,9 @@ def find_folder(
         path = path.parent
     listing = ", ".join(expected)
     if not path.is_dir():
-        raise PrunetuneError(f"{what} folder not found: {path} does not exist; expected a folder with {listing}")
+        raise PrunetuneError(
+            f"{what} folder not found: {path} does not exist; expected a folder with {listing}"
+        )
     for candidate in [path, *(path / sub for sub in subfolders)]:
         if candidate.is_dir() and has_files(candidate):
             return candidate

@@ -30,7 +30,10 @@ def _allocate(sizes: np.ndarray, total: int, rng: np.random.Generator) -> np.nda
     return take
 
 
-def _pick(groups: list[np.ndarray], take: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _pick(
+    groups: list[np.ndarray], take: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``take[i]`` random indices of class ``i`` on one side, the rest on the other."""
     chosen: list[np.ndarray] = []
     rest: list[np.ndarray] = []
     for indices, count in zip(groups, take):

@@ -8,6 +8,7 @@ and still report an honest test accuracy at the end.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -61,16 +62,16 @@ class DataSplits:
         the same seed gives the same batches whatever else uses torch's global random state.
         Everything is in memory already, so no worker processes are started.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise PrunetuneError(
                 "The 'batch_size' argument of DataSplits.loaders must be a positive integer. "
                 f"Got {batch_size!r} instead."
             )
         generator = torch.Generator().manual_seed(int(seed))
         return Loaders(
-            train=DataLoader(self.train, batch_size=batch_size, shuffle=shuffle_train, generator=generator),
-            val=DataLoader(self.val, batch_size=batch_size, shuffle=False),
-            test=DataLoader(self.test, batch_size=batch_size, shuffle=False),
+            train=DataLoader(self.train, batch_size=int(batch_size), shuffle=shuffle_train, generator=generator),
+            val=DataLoader(self.val, batch_size=int(batch_size), shuffle=False),
+            test=DataLoader(self.test, batch_size=int(batch_size), shuffle=False),
         )
 
     def __repr__(self) -> str:

@@ -85,13 +85,15 @@ def read_idx(path: str | Path, *, expected_magic: int | None = None) -> np.ndarr
     found = len(data) - header
     if found < expected:
         raise PrunetuneError(
-            f"Malformed IDX file {path}: truncated, the header {shape} needs {expected} data bytes, found {found}"
+            f"Malformed IDX file {path}: truncated, the header {shape} needs {expected} data bytes, "
+            f"found {found}"
         )
     if found > expected:
         raise PrunetuneError(
             f"Malformed IDX file {path}: {found - expected} bytes more than the header {shape} describes"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    # A native-order copy: writable, and free of the decompressed bytes it was read from.
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _file(folder: Path, name: str) -> Path | None:

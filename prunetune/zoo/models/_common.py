@@ -7,6 +7,7 @@ Got ... instead.") so a bad experiment file stops with a message that names the 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, TypeVar, Union
 
@@ -52,7 +53,7 @@ def _fail(name: str, owner: str, requirement: str, value: Any) -> PrunetuneError
 
 def _is_int(value: Any) -> bool:
     # bool is an int subclass, but `num_classes=True` is a mistake, not a count.
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_positive_int(value: Any, *, name: str, owner: str, minimum: int = 1) -> int:
@@ -64,7 +65,7 @@ def check_positive_int(value: Any, *, name: str, owner: str, minimum: int = 1) -
 
 def check_width(value: Any, *, owner: str, name: str = "width") -> float:
     """Return a width multiplier; it must be a finite number > 0."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise _fail(name, owner, "a number > 0", value)
     if not math.isfinite(value) or value <= 0:
         raise _fail(name, owner, "> 0", value)
@@ -73,7 +74,7 @@ def check_width(value: Any, *, owner: str, name: str = "width") -> float:
 
 def check_fraction(value: Any, *, name: str, owner: str) -> float:
     """Return a probability in [0, 1) such as a dropout rate."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < 1:
         raise _fail(name, owner, "a number in [0, 1)", value)
     return float(value)
 

@@ -7,6 +7,7 @@ the encoder so the two can be narrowed symmetrically.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -100,7 +101,7 @@ class Autoencoder(nn.Module):
 
 def _check_widths(value: object, *, owner: str) -> tuple[int, ...]:
     is_list = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-    if not is_list or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value):
+    if not is_list or not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in value):
         raise PrunetuneError(
             f"The 'encoder_widths' argument of {owner} must be a list of integers >= 1. Got {value!r} instead."
         )

@@ -1,0 +1,50 @@
+"""Model surgery in plain PyTorch: pruning methods, their search dimensions, plans and measurements.
+
+This package imports torch and torch-pruning only, so plans can be applied wherever a model runs.
+"""
+
+from __future__ import annotations
+
+from prunetune.pruners.criteria import FPGM, L1, L2, Criterion, Random, Taylor, get_criterion
+from prunetune.pruners.measure import Latency, Measurement, measure, measure_latency
+from prunetune.pruners.methods import (
+    METHODS,
+    Dimension,
+    FilterPruning,
+    PruningMethod,
+    WeightPruning,
+    get_method,
+)
+from prunetune.pruners.plan import Plan, apply_plan
+from prunetune.pruners.structured import channels_to_remove, prune_filters
+from prunetune.pruners.units import Unit, discover_units
+from prunetune.pruners.unstructured import apply_weight_masks, make_masks_permanent, prunable_weight_layers
+
+__all__ = [
+    "FPGM",
+    "L1",
+    "L2",
+    "METHODS",
+    "Criterion",
+    "Dimension",
+    "FilterPruning",
+    "Latency",
+    "Measurement",
+    "Plan",
+    "PruningMethod",
+    "Random",
+    "Taylor",
+    "Unit",
+    "WeightPruning",
+    "apply_plan",
+    "apply_weight_masks",
+    "channels_to_remove",
+    "discover_units",
+    "get_criterion",
+    "get_method",
+    "make_masks_permanent",
+    "measure",
+    "measure_latency",
+    "prunable_weight_layers",
+    "prune_filters",
+]

@@ -1,0 +1,284 @@
+"""What compression means, measured the same way for every method.
+
+The words follow the design notes: compression = base / pruned, counting only nonzero
+weights for unstructured pruning and bits for quantized layers; MACs are counted on the real,
+physically smaller model. Measuring never changes the model: modes, masks, gradients and
+parameters are as they were before.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from prunetune.errors import PrunetuneError
+from prunetune.pruners.unstructured import masked_tensor_names
+
+__all__ = [
+    "Latency",
+    "Measurement",
+    "compression",
+    "measure",
+    "measure_latency",
+]
+
+CompressionBy = Literal["nonzero_params", "params", "bits", "macs"]
+_COMPRESSION_FIELDS: tuple[str, ...] = ("nonzero_params", "params", "bits", "macs")
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED_CONV = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The size and cost of one model.
+
+    Attributes:
+        params: dense parameter count (every entry, masked or not).
+        nonzero_params: nonzero entries of the effective parameters, i.e. after masks.
+        macs: multiply-accumulates of the conv and linear layers for one example, read off the
+            real tensor shapes. Masked (zeroed) weights are still multiplied, so unstructured
+            pruning does not lower this number; only a physically smaller model does. Bias adds,
+            activations, pooling and normalisation are not counted.
+        size_bytes: dense storage of the parameters at their dtype.
+        bits: bits to store the nonzero parameters: each counts the ``prunetune_bits`` of the
+            module that owns it where that module declares one (quantized layers), else its
+            dtype's width.
+    """
+
+    params: int
+    nonzero_params: int
+    macs: int
+    size_bytes: int
+    bits: int
+
+
+@dataclass(frozen=True)
+class Latency:
+    """CPU forward latency of one batch, in milliseconds, and the conditions it was taken under."""
+
+    median_ms: float
+    p90_ms: float
+    batch_size: int
+    threads: int
+    repeats: int
+
+
+def measure(model: nn.Module, example_inputs: Any) -> Measurement:
+    """Count the parameters, nonzero parameters, MACs, bytes and bits of ``model``.
+
+    Args:
+        model: the model, masked or not; it is left exactly as it was.
+        example_inputs: what one forward call takes (a tensor, a tuple/list of positional
+            arguments, or a dict of keyword arguments) with a leading batch dimension; MACs are
+            divided by that batch size.
+
+    Why not ``torch_pruning.utils.count_ops_and_params``: it adds bias adds and one op per
+    activation, pooling and normalisation element to the count (267,010 rather than 266,200
+    for LeNet-300-100), matches only exact module types (a subclass of ``nn.Linear`` counts
+    zero), and deep-copies the model, which fails on a masked model after a forward pass with
+    gradients. Its ``params`` agree with ours.
+    """
+    batch_size = _batch_size(example_inputs)
+    params = nonzero = size_bytes = bits = 0
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        module_bits = _declared_bits(name, module)
+        masked = {n: module.get_buffer(f"{n}_mask") for n in masked_tensor_names(module)}
+        for param_name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            effective = param.detach()
+            base_name = param_name[: -len("_orig")]
+            if param_name.endswith("_orig") and base_name in masked:
+                effective = effective * masked[base_name]
+            count = int(torch.count_nonzero(effective))
+            params += param.numel()
+            nonzero += count
+            size_bytes += param.numel() * param.element_size()
+            bits += count * (module_bits if module_bits is not None else param.element_size() * 8)
+    total_macs = _count_macs(model, example_inputs)
+    return Measurement(
+        params=params,
+        nonzero_params=nonzero,
+        macs=round(total_macs / batch_size),
+        size_bytes=size_bytes,
+        bits=bits,
+    )
+
+
+def compression(
+    base: Measurement, pruned: Measurement, *, by: CompressionBy = "nonzero_params"
+) -> float:
+    """How many times smaller ``pruned`` is than ``base``: ``base.<by> / pruned.<by>``."""
+    if by not in _COMPRESSION_FIELDS:
+        raise PrunetuneError(
+            f"The 'by' parameter of compression must be one of {', '.join(_COMPRESSION_FIELDS)}; "
+            f"got {by!r} instead"
+        )
+    numerator, denominator = getattr(base, by), getattr(pruned, by)
+    if denominator <= 0:
+        raise PrunetuneError(
+            f"cannot compute compression by {by}: the pruned model has {denominator} {by}"
+        )
+    return numerator / denominator
+
+
+def measure_latency(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    repeats: int = 30,
+    warmup: int = 5,
+    threads: int | None = None,
+) -> Latency:
+    """Time forward passes on the CPU in eval mode under ``torch.inference_mode``.
+
+    The batch size is the leading dimension of ``example_inputs``. ``threads`` sets
+    ``torch.set_num_threads`` for the measurement only (None keeps the current setting);
+    the previous thread count and the model's modes are restored afterwards. The median
+    resists the odd slow pass; p90 shows the spread.
+    """
+    for argument, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise PrunetuneError(
+                f"The {argument!r} parameter of measure_latency must be an integer >= {least}; "
+                f"got {value!r} instead"
+            )
+    bad_threads = isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    if threads is not None and bad_threads:
+        raise PrunetuneError(
+            f"The 'threads' parameter of measure_latency must be None or an integer >= 1; "
+            f"got {threads!r} instead"
+        )
+    batch_size = _batch_size(example_inputs)
+    previous_threads = torch.get_num_threads()
+    timings: list[float] = []
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        used_threads = torch.get_num_threads()
+        with _untouched(model), torch.inference_mode():
+            for _ in range(warmup):
+                _forward(model, example_inputs)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                _forward(model, example_inputs)
+                timings.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return Latency(
+        median_ms=statistics.median(timings),
+        p90_ms=_percentile(timings, 0.9),
+        batch_size=batch_size,
+        threads=used_threads,
+        repeats=repeats,
+    )
+
+
+def _count_macs(model: nn.Module, example_inputs: Any) -> int:
+    """Multiply-accumulates of every conv and linear call in one forward pass of the batch."""
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        nonlocal total
+        weights = module.weight.numel()
+        if isinstance(module, _TRANSPOSED_CONV):
+            # each input element is spread over (out_channels / groups) * kernel outputs
+            total += inputs[0].numel() * weights // module.in_channels
+        elif isinstance(module, _CONV):
+            # each output element sums (in_channels / groups) * kernel products
+            total += output.numel() * weights // module.out_channels
+        else:
+            total += output.numel() * module.in_features
+
+    handles = [
+        module.register_forward_hook(count)
+        for module in model.modules()
+        if isinstance(module, (nn.Linear, *_CONV, *_TRANSPOSED_CONV))
+    ]
+    try:
+        with _untouched(model), torch.no_grad():
+            _forward(model, example_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+@contextmanager
+def _untouched(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block; then every module's mode and every masked tensor back as they were.
+
+    The prune pre-hook rewrites the masked tensor attribute (``weight``) on every forward; putting
+    the old object back keeps its autograd state (and avoids leaving inference tensors behind).
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    derived = [
+        (module, name, module.__dict__[name])
+        for module in model.modules()
+        for name in masked_tensor_names(module)
+        if name in module.__dict__
+    ]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        for module, name, tensor in derived:
+            setattr(module, name, tensor)
+
+
+def _forward(model: nn.Module, example_inputs: Any) -> Any:
+    if isinstance(example_inputs, Mapping):
+        return model(**example_inputs)
+    if isinstance(example_inputs, (tuple, list)):
+        return model(*example_inputs)
+    return model(example_inputs)
+
+
+def _batch_size(example_inputs: Any) -> int:
+    values: list[Any]
+    if isinstance(example_inputs, Mapping):
+        values = list(example_inputs.values())
+    elif isinstance(example_inputs, (tuple, list)):
+        values = list(example_inputs)
+    else:
+        values = [example_inputs]
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if value.dim() == 0 or value.shape[0] == 0:
+                raise PrunetuneError(
+                    "example_inputs needs a leading batch dimension of at least 1; "
+                    f"got shape {tuple(value.shape)}"
+                )
+            return int(value.shape[0])
+    raise PrunetuneError("example_inputs must be a tensor, or a tuple, list or dict holding one")
+
+
+def _declared_bits(name: str, module: nn.Module) -> int | None:
+    bits = getattr(module, "prunetune_bits", None)
+    if bits is None:
+        return None
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
+        raise PrunetuneError(
+            f"layer {name!r} declares prunetune_bits={bits!r}; it must be an integer >= 1"
+        )
+    return bits
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
