@@ -6,6 +6,7 @@ the more filters go, the smaller and cheaper the model, and the more a brief fin
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def run_demo(
     console: Console | None = None,
 ) -> list[DemoRow]:
     """Train, prune at each (criterion, ratio), fine-tune briefly, and print the table."""
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     started = time.perf_counter()
     data = load_data("digits", seed=seed)
     console.print(f"[bold]data[/bold]  {data.description}")
