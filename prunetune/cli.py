@@ -241,7 +241,7 @@ def _run_models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from prunetune import __version__
 
-    parser = argparse.ArgumentParser(prog="prunetune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="prunetune", description="Neural-network pruning methods as search spaces.")
     parser.add_argument("--version", action="version", version=f"prunetune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(commands)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,7 +17,9 @@ import torch
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.pruners.calls import batch_size, forward, layer_macs, untouched
 from prunetune.pruners.unstructured import masked_tensor_names
+from prunetune.runtime import torch_threads
 
 __all__ = [
     "Latency",
@@ -31,8 +31,6 @@ __all__ = [
 
 CompressionBy = Literal["nonzero_params", "params", "bits", "macs"]
 _COMPRESSION_FIELDS: tuple[str, ...] = ("nonzero_params", "params", "bits", "macs")
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_TRANSPOSED_CONV = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,6 @@ def measure(model: nn.Module, example_inputs: Any) -> Measurement:
     zero), and deep-copies the model, which fails on a masked model after a forward pass with
     gradients. Its ``params`` agree with ours.
     """
-    batch_size = _batch_size(example_inputs)
     params = nonzero = size_bytes = bits = 0
     seen: set[int] = set()
     for name, module in model.named_modules():
@@ -104,11 +101,10 @@ def measure(model: nn.Module, example_inputs: Any) -> Measurement:
             nonzero += count
             size_bytes += param.numel() * param.element_size()
             bits += count * (module_bits if module_bits is not None else param.element_size() * 8)
-    total_macs = _count_macs(model, example_inputs)
     return Measurement(
         params=params,
         nonzero_params=nonzero,
-        macs=round(total_macs / batch_size),
+        macs=sum(layer_macs(model, example_inputs).values()),
         size_bytes=size_bytes,
         bits=bits,
     )
@@ -158,110 +154,23 @@ def measure_latency(
             f"The 'threads' parameter of measure_latency must be None or an integer >= 1; "
             f"got {threads!r} instead"
         )
-    batch_size = _batch_size(example_inputs)
-    previous_threads = torch.get_num_threads()
+    samples = batch_size(example_inputs)
     timings: list[float] = []
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
+    with torch_threads(threads), untouched(model), torch.inference_mode():
         used_threads = torch.get_num_threads()
-        with _untouched(model), torch.inference_mode():
-            for _ in range(warmup):
-                _forward(model, example_inputs)
-            for _ in range(repeats):
-                start = time.perf_counter()
-                _forward(model, example_inputs)
-                timings.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        torch.set_num_threads(previous_threads)
+        for _ in range(warmup):
+            forward(model, example_inputs)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            forward(model, example_inputs)
+            timings.append((time.perf_counter() - start) * 1000.0)
     return Latency(
         median_ms=statistics.median(timings),
         p90_ms=_percentile(timings, 0.9),
-        batch_size=batch_size,
+        batch_size=samples,
         threads=used_threads,
         repeats=repeats,
     )
-
-
-def _count_macs(model: nn.Module, example_inputs: Any) -> int:
-    """Multiply-accumulates of every conv and linear call in one forward pass of the batch."""
-    total = 0
-
-    def count(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        nonlocal total
-        weights = module.weight.numel()
-        if isinstance(module, _TRANSPOSED_CONV):
-            # each input element is spread over (out_channels / groups) * kernel outputs
-            total += inputs[0].numel() * weights // module.in_channels
-        elif isinstance(module, _CONV):
-            # each output element sums (in_channels / groups) * kernel products
-            total += output.numel() * weights // module.out_channels
-        else:
-            total += output.numel() * module.in_features
-
-    handles = [
-        module.register_forward_hook(count)
-        for module in model.modules()
-        if isinstance(module, (nn.Linear, *_CONV, *_TRANSPOSED_CONV))
-    ]
-    try:
-        with _untouched(model), torch.no_grad():
-            _forward(model, example_inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total
-
-
-@contextmanager
-def _untouched(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block; then every module's mode and every masked tensor back as they were.
-
-    The prune pre-hook rewrites the masked tensor attribute (``weight``) on every forward; putting
-    the old object back keeps its autograd state (and avoids leaving inference tensors behind).
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    derived = [
-        (module, name, module.__dict__[name])
-        for module in model.modules()
-        for name in masked_tensor_names(module)
-        if name in module.__dict__
-    ]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-        for module, name, tensor in derived:
-            setattr(module, name, tensor)
-
-
-def _forward(model: nn.Module, example_inputs: Any) -> Any:
-    if isinstance(example_inputs, Mapping):
-        return model(**example_inputs)
-    if isinstance(example_inputs, (tuple, list)):
-        return model(*example_inputs)
-    return model(example_inputs)
-
-
-def _batch_size(example_inputs: Any) -> int:
-    values: list[Any]
-    if isinstance(example_inputs, Mapping):
-        values = list(example_inputs.values())
-    elif isinstance(example_inputs, (tuple, list)):
-        values = list(example_inputs)
-    else:
-        values = [example_inputs]
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            if value.dim() == 0 or value.shape[0] == 0:
-                raise PrunetuneError(
-                    "example_inputs needs a leading batch dimension of at least 1; "
-                    f"got shape {tuple(value.shape)}"
-                )
-            return int(value.shape[0])
-    raise PrunetuneError("example_inputs must be a tensor, or a tuple, list or dict holding one")
 
 
 def _declared_bits(name: str, module: nn.Module) -> int | None:

@@ -26,7 +26,8 @@ from prunetune.pruners.structured import (
     check_round_to,
     prune_filters,
 )
-from prunetune.pruners.units import ExampleInputs, discover_units
+from prunetune.pruners.calls import ExampleInputs
+from prunetune.pruners.units import discover_units
 from prunetune.pruners.unstructured import apply_weight_masks, prunable_weight_layers
 
 __all__ = [

@@ -25,7 +25,7 @@ from torch import nn
 from prunetune.errors import PrunetuneError
 from prunetune.pruners.methods import METHODS, get_method
 from prunetune.pruners.structured import LossFn
-from prunetune.pruners.units import ExampleInputs
+from prunetune.pruners.calls import ExampleInputs
 
 __all__ = ["Plan", "apply_plan"]
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from prunetune.errors import PrunetuneError
 from prunetune.pruners.criteria import Criterion, get_criterion
-from prunetune.pruners.units import ExampleInputs, UnitGroup, build_graph, forward, unit_groups
+from prunetune.pruners.calls import ExampleInputs, forward
+from prunetune.pruners.units import UnitGroup, build_graph, unit_groups
 
 __all__ = ["LossFn", "channels_to_remove", "check_ratio", "check_round_to", "prune_filters"]
 

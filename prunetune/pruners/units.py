@@ -13,31 +13,23 @@ change what the model computes.
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.pruners.calls import ExampleInputs, forward, layer_macs, untouched
 
 __all__ = [
-    "ExampleInputs",
     "Unit",
     "UnitGroup",
     "build_graph",
     "discover_units",
-    "forward",
     "output_layers",
     "unit_groups",
 ]
-
-#: What a model is called with: one tensor, a sequence of positional tensors, or keyword tensors.
-ExampleInputs = Any
 
 _PRUNABLE = (tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR)
 
@@ -78,31 +70,9 @@ class UnitGroup:
         return int(self.root.out_features)
 
 
-def forward(model: nn.Module, example_inputs: ExampleInputs) -> Any:
-    """Call ``model`` on ``example_inputs`` the one way the whole package does."""
-    if isinstance(example_inputs, torch.Tensor):
-        return model(example_inputs)
-    if isinstance(example_inputs, Mapping):
-        return model(**example_inputs)
-    if isinstance(example_inputs, Sequence):
-        return model(*example_inputs)
-    return model(example_inputs)
-
-
-@contextlib.contextmanager
-def _preserved_modes(model: nn.Module) -> Iterator[None]:
-    """Restore every submodule's train/eval flag: Torch-Pruning's tracing leaves the model in eval."""
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def build_graph(model: nn.Module, example_inputs: ExampleInputs) -> tp.DependencyGraph:
     """Trace ``model`` once into a Torch-Pruning dependency graph, leaving its modes unchanged."""
-    with _preserved_modes(model), torch.enable_grad():
+    with untouched(model), torch.enable_grad():
         try:
             return tp.DependencyGraph().build_dependency(
                 model,
@@ -163,37 +133,6 @@ def unit_groups(model: nn.Module, graph: tp.DependencyGraph) -> list[UnitGroup]:
     return found
 
 
-def _root_macs(
-    model: nn.Module, roots: Sequence[nn.Module], example_inputs: ExampleInputs
-) -> dict[nn.Module, int]:
-    """Per-sample multiply-accumulates of each root layer, from one forward pass."""
-    macs: dict[nn.Module, int] = {}
-
-    def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        batch = output.shape[0] if output.dim() > 1 else 1
-        if isinstance(module, tp.ops.TORCH_CONV):
-            kernel = math.prod(module.kernel_size)
-            if module.transposed:
-                per_output = module.out_channels // module.groups * kernel
-                count = inputs[0].numel() * per_output
-            else:
-                per_output = module.in_channels // module.groups * kernel
-                count = output.numel() * per_output
-        else:
-            count = output.numel() * module.in_features
-        macs[module] = macs.get(module, 0) + count // batch
-
-    handles = [root.register_forward_hook(hook) for root in roots]
-    try:
-        with _preserved_modes(model), torch.no_grad():
-            model.eval()
-            forward(model, example_inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return macs
-
-
 def discover_units(model: nn.Module, example_inputs: ExampleInputs) -> list[Unit]:
     """List the prunable units of ``model`` in registration order.
 
@@ -207,7 +146,7 @@ def discover_units(model: nn.Module, example_inputs: ExampleInputs) -> list[Unit
     graph = build_graph(model, example_inputs)
     groups = unit_groups(model, graph)
     names = {module: name for name, module in model.named_modules()}
-    macs = _root_macs(model, [group.root for group in groups], example_inputs)
+    macs = layer_macs(model, example_inputs, [group.root for group in groups])
     units = []
     for group in groups:
         units.append(
