@@ -14,7 +14,9 @@ from torch import nn
 
 from prunetune.errors import PrunetuneError
 from prunetune.zoo.models import (
+    VGG,
     Autoencoder,
+    LeNet300100,
     build_from_spec,
     build_model,
     canonical_model_name,
@@ -161,6 +163,19 @@ def test_bad_arguments_are_named_with_their_value(name: str, kwargs: dict, words
         build_model(name, **kwargs)
     message = str(info.value)
     assert all(w in message for w in words), message
+
+
+def test_constructors_check_arguments_under_the_name_they_were_built_by() -> None:
+    # The constructor is the one place arguments are checked; built by name, its errors use that name.
+    with pytest.raises(PrunetuneError, match="The 'dropout' argument of vgg16 must"):
+        build_model("vgg16", dropout=1.0)
+    with pytest.raises(PrunetuneError, match="The 'dropout' argument of VGG must"):
+        VGG(dropout=1.0)
+    # in_channels is recorded in zoo_spec even when in_features leaves it unused, so it is checked.
+    with pytest.raises(PrunetuneError, match="The 'in_channels' argument of lenet300_100 must"):
+        build_model("lenet300_100", in_features=784, in_channels=0)
+    with pytest.raises(PrunetuneError, match="The 'in_channels' argument of LeNet300100 must"):
+        LeNet300100(in_features=784, in_channels=0)
 
 
 def test_known_parameter_counts() -> None:

@@ -44,7 +44,27 @@ class Criterion(Protocol):
     def __call__(self, group: tp.Group) -> torch.Tensor: ...
 
 
-class L1:
+class _GroupMagnitude:
+    """Torch-Pruning's group magnitude importance of one norm order ``p``, without normalisation.
+
+    L1 and L2 differ only in ``p``; the subclasses are the public names (and reprs) users pass.
+    """
+
+    name: str
+    p: int
+    needs_gradients = False
+
+    def __init__(self) -> None:
+        self._importance = tp.importance.GroupMagnitudeImportance(p=self.p, normalizer=None)
+
+    def __call__(self, group: tp.Group) -> torch.Tensor:
+        return self._importance(group)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class L1(_GroupMagnitude):
     """Group L1 norm (Li et al. 2017, grouped as in DepGraph): each channel's absolute weight sum.
 
     The sum is averaged over every coupled slice of the unit (the filters, their batch-norm scales,
@@ -52,32 +72,14 @@ class L1:
     """
 
     name = "l1"
-    needs_gradients = False
-
-    def __init__(self) -> None:
-        self._importance = tp.importance.GroupMagnitudeImportance(p=1, normalizer=None)
-
-    def __call__(self, group: tp.Group) -> torch.Tensor:
-        return self._importance(group)
-
-    def __repr__(self) -> str:
-        return "L1()"
+    p = 1
 
 
-class L2:
+class L2(_GroupMagnitude):
     """Group L2 norm (squared): as :class:`L1` with squared weights."""
 
     name = "l2"
-    needs_gradients = False
-
-    def __init__(self) -> None:
-        self._importance = tp.importance.GroupMagnitudeImportance(p=2, normalizer=None)
-
-    def __call__(self, group: tp.Group) -> torch.Tensor:
-        return self._importance(group)
-
-    def __repr__(self) -> str:
-        return "L2()"
+    p = 2
 
 
 class FPGM:

@@ -1,14 +1,18 @@
 """Small helpers the model families share: argument checks, width scaling, spatial sizes.
 
 Every check raises :class:`PrunetuneError` in one shape ("The 'x' argument of Owner must be ...
-Got ... instead.") so a bad experiment file stops with a message that names the problem.
+Got ... instead.") so a bad experiment file stops with a message that names the problem. The
+constructors are the one place a model's arguments are checked; the registry only sets, with
+:func:`owner_name`, the name those messages give the model.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar, Union
 
 from torch import nn
@@ -19,12 +23,16 @@ __all__ = [
     "ACTIVATIONS",
     "Size",
     "check_choice",
+    "check_classifier_args",
     "check_fraction",
+    "check_in_features",
     "check_input_size",
     "check_positive_int",
     "check_width",
     "conv_out",
     "make_activation",
+    "model_owner",
+    "owner_name",
     "scaled",
 ]
 
@@ -45,6 +53,25 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "identity": nn.Identity,
 }
+
+
+#: The name argument errors give the model being built; None means its class name.
+_OWNER: ContextVar[str | None] = ContextVar("prunetune_model_owner", default=None)
+
+
+@contextmanager
+def owner_name(name: str) -> Iterator[None]:
+    """Within this block, models give ``name`` (the registry's zoo name) as theirs in argument errors."""
+    token = _OWNER.set(name)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
+def model_owner(model: nn.Module) -> str:
+    """The name ``model``'s argument errors use: the one :func:`owner_name` set, else the class name."""
+    return _OWNER.get() or type(model).__name__
 
 
 def _fail(name: str, owner: str, requirement: str, value: Any) -> PrunetuneError:
@@ -91,6 +118,30 @@ def check_input_size(value: Any, *, owner: str, name: str = "input_size", minimu
     if not all(_is_int(side) and side >= minimum for side in pair):
         raise _fail(name, owner, requirement, value)
     return int(pair[0]), int(pair[1])
+
+
+def check_classifier_args(
+    *, num_classes: Any, in_channels: Any, width: Any, owner: str
+) -> tuple[int, int, float]:
+    """``(num_classes, in_channels, width)`` checked: the arguments every zoo image classifier takes."""
+    return (
+        check_positive_int(num_classes, name="num_classes", owner=owner),
+        check_positive_int(in_channels, name="in_channels", owner=owner),
+        check_width(width, owner=owner),
+    )
+
+
+def check_in_features(in_features: Any, *, in_channels: Any, input_size: Any, owner: str) -> int:
+    """``in_features``, or ``in_channels * height * width`` when it is None (a model that flattens).
+
+    ``in_channels`` and ``input_size`` are checked even when ``in_features`` leaves them unused:
+    the registry records them in ``zoo_spec``, so a bad one must not be recorded.
+    """
+    channels = check_positive_int(in_channels, name="in_channels", owner=owner)
+    height, wide = check_input_size(input_size, owner=owner)
+    if in_features is None:
+        in_features = channels * height * wide
+    return check_positive_int(in_features, name="in_features", owner=owner)
 
 
 def check_choice(value: Any, *, name: str, owner: str, choices: Sequence[_T]) -> _T:

@@ -11,11 +11,12 @@ from torch import nn
 
 from prunetune.zoo.models._common import (
     Size,
+    check_classifier_args,
     check_fraction,
     check_input_size,
     check_positive_int,
-    check_width,
     conv_out,
+    model_owner,
     scaled,
 )
 
@@ -48,10 +49,10 @@ class AlexNet(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
-        num_classes = check_positive_int(num_classes, name="num_classes", owner=owner)
-        in_channels = check_positive_int(in_channels, name="in_channels", owner=owner)
-        width = check_width(width, owner=owner)
+        owner = model_owner(self)
+        num_classes, in_channels, width = check_classifier_args(
+            num_classes=num_classes, in_channels=in_channels, width=width, owner=owner
+        )
         hidden_features = check_positive_int(hidden_features, name="hidden_features", owner=owner)
         dropout = check_fraction(dropout, name="dropout", owner=owner)
         height, wide = check_input_size(input_size, owner=owner)

@@ -18,10 +18,11 @@ from prunetune.zoo.models._common import (
     ACTIVATIONS,
     Size,
     check_choice,
-    check_input_size,
+    check_in_features,
     check_positive_int,
     check_width,
     make_activation,
+    model_owner,
     scaled,
 )
 
@@ -59,13 +60,9 @@ class Autoencoder(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
+        owner = model_owner(self)
         width = check_width(width, owner=owner)
-        if in_features is None:
-            channels = check_positive_int(in_channels, name="in_channels", owner=owner)
-            height, wide = check_input_size(input_size, owner=owner)
-            in_features = channels * height * wide
-        in_features = check_positive_int(in_features, name="in_features", owner=owner)
+        in_features = check_in_features(in_features, in_channels=in_channels, input_size=input_size, owner=owner)
         code_size = check_positive_int(code_size, name="code_size", owner=owner)
         check_choice(activation, name="activation", owner=owner, choices=tuple(ACTIVATIONS))
         check_choice(output_activation, name="output_activation", owner=owner, choices=tuple(ACTIVATIONS))

@@ -12,10 +12,13 @@ from torch import nn
 
 from prunetune.zoo.models._common import (
     Size,
+    check_classifier_args,
+    check_in_features,
     check_input_size,
     check_positive_int,
     check_width,
     conv_out,
+    model_owner,
     scaled,
 )
 
@@ -44,14 +47,10 @@ class LeNet300100(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
+        owner = model_owner(self)
         num_classes = check_positive_int(num_classes, name="num_classes", owner=owner)
         width = check_width(width, owner=owner)
-        if in_features is None:
-            channels = check_positive_int(in_channels, name="in_channels", owner=owner)
-            height, wide = check_input_size(input_size, owner=owner)
-            in_features = channels * height * wide
-        in_features = check_positive_int(in_features, name="in_features", owner=owner)
+        in_features = check_in_features(in_features, in_channels=in_channels, input_size=input_size, owner=owner)
         hidden1, hidden2 = scaled(300, width), scaled(100, width)
         self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(
@@ -89,10 +88,10 @@ class LeNet5(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
-        num_classes = check_positive_int(num_classes, name="num_classes", owner=owner)
-        in_channels = check_positive_int(in_channels, name="in_channels", owner=owner)
-        width = check_width(width, owner=owner)
+        owner = model_owner(self)
+        num_classes, in_channels, width = check_classifier_args(
+            num_classes=num_classes, in_channels=in_channels, width=width, owner=owner
+        )
         # Two 2x2 poolings need at least a 4x4 input to leave one pixel.
         sides = check_input_size(input_size, owner=owner, minimum=4)
         c1, c2 = scaled(6, width), scaled(16, width)

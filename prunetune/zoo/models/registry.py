@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from prunetune.errors import PrunetuneError
-from prunetune.zoo.models._common import check_input_size, check_positive_int, check_width
+from prunetune.zoo.models._common import check_positive_int, owner_name
 from prunetune.zoo.models._external import (
     TORCHVISION_PREFIX,
     build_from_callable,
@@ -124,19 +124,6 @@ def _plain(value: Any, *, argument: str, owner: str) -> Any:
     )
 
 
-def _check_common(kwargs: Mapping[str, Any], owner: str) -> None:
-    """The checks every family shares, run here so the message names the model as the user wrote it."""
-    for argument in ("num_classes", "in_channels", "code_size", "hidden_features"):
-        if argument in kwargs:
-            check_positive_int(kwargs[argument], name=argument, owner=owner)
-    if kwargs.get("in_features") is not None:
-        check_positive_int(kwargs["in_features"], name="in_features", owner=owner)
-    if "width" in kwargs:
-        check_width(kwargs["width"], owner=owner)
-    if "input_size" in kwargs:
-        check_input_size(kwargs["input_size"], owner=owner)
-
-
 def _build_zoo(canonical: str, kwargs: Mapping[str, Any]) -> nn.Module:
     entry = _ZOO[canonical]
     parameters = entry.parameters()
@@ -146,11 +133,12 @@ def _build_zoo(canonical: str, kwargs: Mapping[str, Any]) -> nn.Module:
                 f"The {argument!r} argument (= {value!r}) is not accepted by {canonical}. "
                 f"It accepts: {', '.join(parameters)}."
             )
-    _check_common(kwargs, canonical)
     bound = {name: kwargs.get(name, p.default) for name, p in parameters.items()}
     plain = {name: _plain(value, argument=name, owner=canonical) for name, value in bound.items()}
-    # Build from the recorded data itself, so rebuilding from zoo_spec cannot differ.
-    model = entry.factory(**dict(entry.fixed), **plain)
+    # Build from the recorded data itself, so rebuilding from zoo_spec cannot differ. The
+    # constructor checks the arguments; its messages name the model as the registry knows it.
+    with owner_name(canonical):
+        model = entry.factory(**dict(entry.fixed), **plain)
     model.zoo_spec = {"name": canonical, "kwargs": plain}
     return model
 

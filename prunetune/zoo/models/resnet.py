@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunetune.zoo.models._common import check_choice, check_positive_int, check_width, scaled
+from prunetune.zoo.models._common import check_choice, check_classifier_args, model_owner, scaled
 
 __all__ = ["BasicBlock", "CifarResNet", "RESNET_DEPTHS"]
 
@@ -62,11 +62,11 @@ class CifarResNet(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
+        owner = model_owner(self)
         check_choice(depth, name="depth", owner=owner, choices=RESNET_DEPTHS)
-        num_classes = check_positive_int(num_classes, name="num_classes", owner=owner)
-        in_channels = check_positive_int(in_channels, name="in_channels", owner=owner)
-        width = check_width(width, owner=owner)
+        num_classes, in_channels, width = check_classifier_args(
+            num_classes=num_classes, in_channels=in_channels, width=width, owner=owner
+        )
         blocks = (depth - 2) // 6
         stem, c2, c3 = scaled(16, width), scaled(32, width), scaled(64, width)
 
