@@ -87,6 +87,58 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run (or resume) a pruning search from an experiment file",
+        description=(
+            "Run a pruning search. Without a file: the embedded demo (LeNet-5 on digits, filter pruning, "
+            "NSGA-II, 40 trials on local Ray). Running again on the same run folder resumes it."
+        ),
+    )
+    parser.add_argument("experiment", nargs="?", type=Path, default=None, help="experiment YAML (see examples/)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="run folder (default: runs/NAME)")
+    parser.add_argument("--trials", type=_positive_int, default=None, help="trial budget (finished trials)")
+    parser.add_argument("--workers", type=_positive_int, default=None, help="trials running at once")
+    parser.add_argument("--sampler", default=None, help="tpe, nsga2, gp, cmaes, random, qmc, pymoo-nsga2, pymoo-de, scipy-de")
+    parser.add_argument("--address", default=None, help="Ray cluster: auto or ray://host:port (default: local Ray)")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run folder)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--executor", choices=("ray", "local"), default=None, help="local: a plain loop without Ray")
+    parser.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from prunetune.search.experiment import load_experiment
+    from prunetune.search.front_table import front_table
+    from prunetune.search.ledger import storage_url
+    from prunetune.search.runner import front_rows, run_experiment
+
+    experiment = load_experiment(args.experiment)
+    overrides = {
+        "search.trials": args.trials,
+        "execution.workers": args.workers,
+        "search.sampler": args.sampler,
+        "execution.address": args.address,
+        "storage": args.storage,
+        "seed": args.seed,
+        "execution.executor": args.executor,
+    }
+    experiment = experiment.replace(**{key: value for key, value in overrides.items() if value is not None})
+    run_dir = args.run_dir or Path("runs") / experiment.name
+    study = run_experiment(experiment, run_dir, echo=print)
+    rows = front_rows(study)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    if rows:
+        console.print(front_table(rows, title=f"Pareto front of {run_dir} ({len(rows)} trials)"))
+    else:
+        console.print(f"No completed trial in {run_dir}: every trial failed or was stopped (see the ledger's fail reasons).")
+    print(f"ledger: {storage_url(run_dir, experiment.storage)}  (optuna-dashboard opens it on localhost)")
+    return 0
+
+
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo",
@@ -179,13 +231,13 @@ def _run_prune(args: argparse.Namespace) -> int:
         on_epoch=lambda stats: print(format_epoch(stats, args.finetune_epochs)),
     )
     base_test = checkpoint.metrics.get("test_accuracy")
-    metrics = result.metrics(base_test)
+    metrics = result.metrics(base_test_accuracy=base_test)
     print(
         f"params {result.base.params:,} -> {result.pruned.params:,} (nonzero {result.pruned.nonzero_params:,}); "
         f"compression {metrics['compression']:.2f}x; MACs {result.base.macs:,} -> {result.pruned.macs:,} "
         f"({metrics['macs_reduction']:.2f}x)"
     )
-    drop = f" (drop {metrics['accuracy_drop_pp']:.2f} pp)" if base_test is not None else ""
+    drop = f" (drop {metrics['test_accuracy_drop']:.2f} pp)" if base_test is not None else ""
     print(
         f"val {result.val_accuracy_pruned:.2%} after pruning, {result.val_accuracy:.2%} after fine-tuning; "
         f"test {result.test_accuracy:.2%}{drop}"
@@ -244,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunetune", description="Neural-network pruning methods as search spaces.")
     parser.add_argument("--version", action="version", version=f"prunetune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
     _add_demo(commands)
     _add_train(commands)
     _add_prune(commands)

@@ -1,0 +1,217 @@
+"""The built-in objective: a classifier pruned by a plan, briefly fine-tuned, scored and measured.
+
+It holds the base model and the data as plain attributes and does nothing until it is called, so
+a search can pickle it once, ship it to its workers, and call it there with one plan per trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from prunetune.errors import PrunetuneError
+from prunetune.objectives.protocol import Report
+from prunetune.objectives.prune_finetune import prune_and_finetune, size_metrics
+from prunetune.objectives.training import EpochStats, TrainConfig, evaluate
+from prunetune.pruners import Measurement, Plan, measure
+from prunetune.runtime import torch_threads
+from prunetune.zoo.datasets import DataSplits
+
+__all__ = [
+    "DEFAULT_FINETUNE",
+    "DIRECTIONS",
+    "REPORT_ACCURACY",
+    "REPORT_COMPRESSION",
+    "BaseScores",
+    "ClassificationObjective",
+]
+
+#: One epoch at a tenth of the usual base learning rate: enough to recover most of a plan's loss.
+DEFAULT_FINETUNE = TrainConfig(epochs=1, lr=0.01)
+
+#: The intermediate value a search's early stopping watches, reported at step 0 and after each epoch.
+REPORT_ACCURACY = "val_accuracy"
+#: Reported alongside from step 0: pruning fixes it before fine-tuning starts.
+REPORT_COMPRESSION = "compression"
+
+#: Every metric the objective can return and whether a search should raise or lower it.
+DIRECTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "accuracy": "maximize",  # validation accuracy after fine-tuning: what searches select on
+        "accuracy_pruned": "maximize",  # validation accuracy after pruning and BN recalibration
+        "test_accuracy": "maximize",  # held out for the final report
+        "accuracy_drop": "minimize",  # base minus pruned validation accuracy, percentage points
+        "test_accuracy_drop": "minimize",
+        "compression": "maximize",  # base nonzero parameters / pruned nonzero parameters
+        "params": "minimize",
+        "nonzero_params": "minimize",
+        "macs": "minimize",
+        "macs_reduction": "maximize",
+        "size_bytes": "minimize",
+        "bits": "minimize",
+        "bits_compression": "maximize",
+        "latency_ms": "minimize",  # only with measure_latency=True
+        "seconds": "minimize",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BaseScores:
+    """What the base model scores and costs; computed once per objective."""
+
+    measurement: Measurement
+    val_accuracy: float
+    test_accuracy: float
+
+
+class ClassificationObjective:
+    """Prune a copy of ``base`` by a plan, recalibrate BN, fine-tune, evaluate and measure it.
+
+    Args:
+        base: The trained classifier; never changed.
+        data: The splits: train (fine-tuning, BN statistics), val (selection), test (report).
+        finetune: How each trial fine-tunes (``epochs``, or ``max_steps`` to cap the batches);
+            its ``seed`` fixes the batch order, so one plan gives the same metrics every time.
+        batch_size: Batch size of every loader.
+        bn_recalibration_batches: Training batches to re-estimate batch-norm statistics on after
+            pruning (EagleEye's adaptive BN); None means 20 for a model with BN layers, 0 disables.
+        measure_latency: Also time one example's forward pass (``latency_ms``).
+        threads: CPU threads for the whole trial (None keeps the current setting).
+
+    Calling it with ``(plan, report=None)`` returns the metrics named in :attr:`directions`.
+    ``report(step, values)`` is called at step 0 (after pruning, before fine-tuning) and after
+    each fine-tuning epoch, with ``val_accuracy``, ``compression`` and ``macs_reduction``
+    (plus ``train_loss`` and ``val_loss`` after epochs). A bad plan raises PrunetuneError; a NaN
+    or infinite loss raises TrainingDiverged.
+
+    Example:
+        >>> objective = ClassificationObjective(base=model, data=load_data("digits"))  # doctest: +SKIP
+        >>> metrics = objective({"filters": {"ratios": {"features.0": 0.5}}})  # doctest: +SKIP
+        >>> metrics["accuracy"], metrics["compression"]  # doctest: +SKIP
+    """
+
+    directions: ClassVar[Mapping[str, str]] = DIRECTIONS
+
+    def __init__(
+        self,
+        *,
+        base: nn.Module,
+        data: DataSplits,
+        finetune: TrainConfig = DEFAULT_FINETUNE,
+        batch_size: int = 64,
+        bn_recalibration_batches: int | None = None,
+        measure_latency: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        self.base = base
+        self.data = data
+        self.finetune = finetune
+        self.batch_size = batch_size
+        self.bn_recalibration_batches = bn_recalibration_batches
+        self.measure_latency = measure_latency
+        self.threads = threads
+        self._base_scores: BaseScores | None = None
+
+    def validate(self) -> None:
+        """Raise PrunetuneError naming the first bad parameter; called before the first trial's work."""
+        if not isinstance(self.base, nn.Module):
+            _bad("base", self.base, "a torch.nn.Module")
+        if not isinstance(self.data, DataSplits):
+            _bad("data", self.data, "a DataSplits (see prunetune.zoo.load_data)")
+        if not isinstance(self.finetune, TrainConfig):
+            _bad("finetune", self.finetune, "a TrainConfig")
+        self.finetune.validate()
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            _bad("batch_size", self.batch_size, "an integer >= 1")
+        if self.bn_recalibration_batches is not None and (
+            not _is_int(self.bn_recalibration_batches) or self.bn_recalibration_batches < 0
+        ):
+            _bad("bn_recalibration_batches", self.bn_recalibration_batches, "None or an integer >= 0")
+        if not isinstance(self.measure_latency, bool):
+            _bad("measure_latency", self.measure_latency, "True or False")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            _bad("threads", self.threads, "None or an integer >= 1")
+
+    def base_scores(self) -> BaseScores:
+        """The base model's validation and test accuracy and its measurement, computed on first use.
+
+        Computed once and kept (it travels with the objective when pickled): replace ``base`` or
+        ``data`` by building a new objective, not by assigning to these attributes.
+        """
+        if self._base_scores is None:
+            self.validate()
+            with torch_threads(self.threads):
+                _, val_loader, test_loader = self.data.loaders(self.batch_size, seed=self.finetune.seed)
+                self._base_scores = BaseScores(
+                    measurement=measure(self.base, torch.zeros(1, *self.data.input_shape)),
+                    val_accuracy=evaluate(self.base, val_loader).accuracy,
+                    test_accuracy=evaluate(self.base, test_loader).accuracy,
+                )
+        return self._base_scores
+
+    def __call__(self, plan: Plan | Mapping[str, Any], report: Report | None = None) -> dict[str, float]:
+        """Run one trial: prune a copy of the base by ``plan``, fine-tune it, and return its metrics."""
+        self.validate()
+        base = self.base_scores()
+        progress: dict[str, float] = {}
+
+        def on_pruned(pruned: Measurement, val_accuracy: float) -> None:
+            sizes = size_metrics(base.measurement, pruned)
+            progress[REPORT_COMPRESSION] = sizes["compression"]
+            progress["macs_reduction"] = sizes["macs_reduction"]
+            if report is not None:
+                report(0, {REPORT_ACCURACY: val_accuracy, **progress})
+
+        def on_epoch(stats: EpochStats) -> None:
+            if report is not None and stats.val is not None:
+                report(
+                    stats.epoch,
+                    {
+                        REPORT_ACCURACY: stats.val.accuracy,
+                        **progress,
+                        "train_loss": stats.train_loss,
+                        "val_loss": stats.val.loss,
+                    },
+                )
+
+        with torch_threads(self.threads):
+            result = prune_and_finetune(
+                self.base,
+                plan,
+                self.data,
+                finetune=self.finetune,
+                batch_size=self.batch_size,
+                bn_recalibration_batches=self.bn_recalibration_batches,
+                latency=self.measure_latency,
+                latency_threads=self.threads,
+                base_measurement=base.measurement,
+                on_pruned=on_pruned,
+                on_epoch=on_epoch,
+            )
+        return result.metrics(base_val_accuracy=base.val_accuracy, base_test_accuracy=base.test_accuracy)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base={type(self.base).__name__}, data={self.data!r}, "
+            f"finetune={self.finetune!r}, batch_size={self.batch_size!r}, "
+            f"bn_recalibration_batches={self.bn_recalibration_batches!r}, "
+            f"measure_latency={self.measure_latency!r}, threads={self.threads!r})"
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _bad(name: str, value: object, allowed: str) -> None:
+    shown = value if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    raise PrunetuneError(
+        f"The {name!r} parameter of ClassificationObjective must be {allowed}. Got {shown!r} instead."
+    )

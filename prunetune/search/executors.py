@@ -1,0 +1,143 @@
+"""Running trials: in this process (a plain Optuna loop) or on Ray workers through Ray Tune.
+
+Both executors ask the study for trials in the driver (so every sampler, population samplers
+included, sees one consistent ledger), run the same `run_trial` work, and record outcomes with the
+same ledger calls. Ray adds workers, resources per trial, retries of lost workers, per-trial logs,
+and cluster addresses; the study stays the one source of truth for resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from prunetune.search.goals import Goals
+from prunetune.search.ledger import record_outcome
+from prunetune.search.progress import Progress
+from prunetune.search.space import SearchSpace
+from prunetune.search.trial import run_trial
+
+__all__ = ["LocalExecutor", "RayExecutor", "StopRule", "stop_check"]
+
+#: (compression, step, accuracy at that step) -> stop? Built from the ledger by the runner.
+StopRule = Callable[[float, int, float], bool]
+
+
+def stop_check(rule: StopRule | None) -> Callable[[int, Mapping[str, float]], bool] | None:
+    if rule is None:
+        return None
+
+    def check(step: int, values: Mapping[str, float]) -> bool:
+        if "compression" not in values or "val_accuracy" not in values:
+            return False
+        return rule(float(values["compression"]), step, float(values["val_accuracy"]))
+
+    return check
+
+
+@dataclass(kw_only=True)
+class LocalExecutor:
+    """Trials one after another in this process: no Ray needed (the plain Optuna way)."""
+
+    threads: int | None = None
+
+    def run(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        objective: Callable[..., Mapping[str, float]],
+        goals: Goals,
+        *,
+        n_trials: int,
+        progress: Progress,
+        stop_rule: StopRule | None = None,
+    ) -> None:
+        for _ in range(n_trials):
+            trial = study.ask()
+            space.suggest(trial)
+            outcome = run_trial(objective, space, trial.params, should_stop=stop_check(stop_rule), threads=self.threads)
+            state = record_outcome(study, trial, outcome, goals)
+            progress.trial_finished(study, trial.number, state, outcome.get("metrics") or {})
+
+
+@dataclass(kw_only=True)
+class RayExecutor:
+    """Trials on Ray workers, scheduled by Ray Tune with the study as its searcher.
+
+    Args:
+        workers: Trials running at once.
+        cpus_per_trial, gpus_per_trial: Resources each trial reserves (fractions allowed).
+        threads: Torch CPU threads inside each trial (default: its CPUs, at least one).
+        address: None starts Ray on this machine; 'auto' or 'ray://host:port' joins a cluster.
+        retries: How often a trial whose worker died is started again before it counts as failed.
+        population_size: With `batch_generations`, trials are started a whole generation at a time.
+        log_dir: Where Ray Tune keeps per-trial folders (stdout, stderr, results).
+    """
+
+    workers: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    threads: int | None = None
+    address: str | None = None
+    retries: int = 2
+    population_size: int | None = None
+    batch_generations: bool = True
+    log_dir: Path = Path("runs/tune")
+
+    def run(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        objective: Callable[..., Mapping[str, float]],
+        goals: Goals,
+        *,
+        n_trials: int,
+        progress: Progress,
+        stop_rule: StopRule | None = None,
+    ) -> None:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        import ray
+        from ray import tune
+
+        from prunetune.search._tune import ErrorLog, LedgerSearcher, StopScheduler, trainable
+
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            errors = ErrorLog()
+            searcher = LedgerSearcher(
+                study=study, space=space, goals=goals, n_trials=n_trials, progress=progress, errors=errors,
+                batch=self.population_size if self.batch_generations else None,
+            )
+            scheduler = StopScheduler(searcher=searcher, rule=stop_rule)
+            threads = self.threads or max(1, int(self.cpus_per_trial))
+            # Base weights and data go into Ray's object store once, not once per trial.
+            work = tune.with_parameters(trainable, objective=objective, space=space, threads=threads)
+            resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+            tuner = tune.Tuner(
+                tune.with_resources(work, resources),
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, scheduler=scheduler, num_samples=n_trials,
+                    max_concurrent_trials=self.workers, reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=time.strftime("attempt-%Y%m%d-%H%M%S"),
+                    storage_path=str(self.log_dir.resolve()),
+                    failure_config=tune.FailureConfig(max_failures=self.retries),
+                    callbacks=[errors],
+                    log_to_file=True,
+                    verbose=0,
+                ),
+            )
+            tuner.fit()
+        finally:
+            if started_here:
+                ray.shutdown()

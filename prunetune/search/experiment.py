@@ -1,0 +1,276 @@
+"""Experiment files: what to search, read from YAML and checked whole before any work starts.
+
+Every key has a default, so an empty file (or none) is the embedded demo: LeNet-5 trained on the
+bundled digits, filter pruning, NSGA-II, 40 trials on local Ray. A wrong key or value stops with
+one message naming the key and what it allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from prunetune.errors import PrunetuneError
+
+__all__ = [
+    "SAMPLERS",
+    "DataSection",
+    "ExecutionSection",
+    "Experiment",
+    "ModelSection",
+    "ObjectiveSection",
+    "SearchSection",
+    "experiment_from_dict",
+    "load_experiment",
+    "parse_constraint",
+]
+
+SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random", "qmc", "pymoo-nsga2", "pymoo-de", "scipy-de")
+EXECUTORS = ("ray", "local")
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSection:
+    epochs: int = 15
+    max_steps: int | None = None
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    schedule: str = "cosine"
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSection:
+    """The base model: a checkpoint from `prunetune train`, or a zoo model trained once into the run folder."""
+
+    checkpoint: str | None = None
+    name: str = "lenet5"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    train: TrainSection = field(default_factory=TrainSection)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSection:
+    spec: str = "digits"
+    val_fraction: float = 0.1
+    limit: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneSection:
+    epochs: int = 1
+    max_steps: int | None = None
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    schedule: str = "cosine"
+    weight_decay: float = 5e-4
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveSection:
+    """What a trial measures; `objectives` are optimised, `constraints` bound (e.g. 'accuracy_drop <= 1')."""
+
+    type: str = "classification"
+    options: dict[str, Any] = field(default_factory=dict)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    batch_size: int = 64
+    bn_recalibration_batches: int = 20
+    measure_latency: bool = False
+    objectives: dict[str, str] = field(default_factory=lambda: {"accuracy": "maximize", "compression": "maximize"})
+    constraints: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyStoppingSection:
+    enabled: bool = True
+    margin: float = 0.02
+    min_completed: int = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSection:
+    sampler: str = "nsga2"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    trials: int = 40
+    batch_generations: bool = True
+    early_stopping: EarlyStoppingSection = field(default_factory=EarlyStoppingSection)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionSection:
+    executor: str = "ray"
+    workers: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    threads_per_trial: int | None = None
+    address: str | None = None
+    retries: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class Experiment:
+    """A whole experiment; `Experiment()` is the embedded demo."""
+
+    name: str = "demo"
+    seed: int = 0
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    methods: dict[str, dict[str, Any] | None] = field(default_factory=lambda: {"filters": {"criterion": "l1"}})
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    search: SearchSection = field(default_factory=SearchSection)
+    execution: ExecutionSection = field(default_factory=ExecutionSection)
+    storage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Experiment:
+        """A copy with dotted keys changed (`{"search.trials": 80}`), validated like a file."""
+        data = self.to_dict()
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        return experiment_from_dict(data)
+
+
+def parse_constraint(text: str) -> tuple[str, str, float]:
+    """`'accuracy_drop <= 1.0'` -> ('accuracy_drop', '<=', 1.0); the bound a feasible trial keeps."""
+    for op in ("<=", ">="):
+        if op in text:
+            name, _, bound = (part.strip() for part in text.partition(op))
+            try:
+                value = float(bound)
+            except ValueError:
+                break
+            if name and math.isfinite(value):
+                return name, op, value
+            break
+    raise PrunetuneError(
+        f"The 'objective.constraints' entries must read 'METRIC <= NUMBER' or 'METRIC >= NUMBER'. Got {text!r} instead."
+    )
+
+
+def _check(path: str, value: Any, hint: Any) -> Any:
+    """Check `value` against a field's type hint; nested sections are parsed recursively."""
+    if dataclasses.is_dataclass(hint):
+        return _parse_section(hint, value, path)
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise PrunetuneError(f"The '{path}' key needs a value (null is not allowed here).")
+    if text.startswith("dict"):
+        if not isinstance(value, Mapping):
+            raise PrunetuneError(f"The '{path}' key must be a mapping. Got {value!r} instead.")
+        return dict(value)
+    if text.startswith("list"):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise PrunetuneError(f"The '{path}' key must be a list. Got {value!r} instead.")
+        return value
+    if hint is bool or text == "bool":
+        if not isinstance(value, bool):
+            raise PrunetuneError(f"The '{path}' key must be true or false. Got {value!r} instead.")
+        return value
+    if "int" in text and "float" not in text:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PrunetuneError(f"The '{path}' key must be a whole number. Got {value!r} instead.")
+        return value
+    if "float" in text:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PrunetuneError(f"The '{path}' key must be a number. Got {value!r} instead.")
+        return float(value)
+    if "str" in text:
+        if not isinstance(value, str):
+            raise PrunetuneError(f"The '{path}' key must be a string. Got {value!r} instead.")
+        return value
+    return value
+
+
+def _parse_section(cls: type, data: Any, path: str) -> Any:
+    where = f"'{path}' section" if path else "experiment file"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise PrunetuneError(f"The {where} must be a mapping of keys. Got {data!r} instead.")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            prefix = f"{path}." if path else ""
+            raise PrunetuneError(f"Unknown key '{prefix}{key}' in the {where}. Known keys: {', '.join(names)}.")
+    values = {key: _check(f"{path}.{key}" if path else key, value, hints[key]) for key, value in data.items()}
+    return cls(**values)
+
+
+def _choice(path: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise PrunetuneError(f"The '{path}' key must be one of {', '.join(allowed)}. Got {value!r} instead.")
+
+
+def _at_least(path: str, value: float | None, least: float) -> None:
+    if value is not None and value < least:
+        raise PrunetuneError(f"The '{path}' key must be >= {least:g}. Got {value!r} instead.")
+
+
+def experiment_from_dict(data: Any) -> Experiment:
+    """Parse and check a whole experiment (everything a file can get wrong, before any work)."""
+    experiment = _parse_section(Experiment, data, "")
+    search, execution, objective = experiment.search, experiment.execution, experiment.objective
+    _choice("search.sampler", search.sampler, SAMPLERS)
+    _choice("execution.executor", execution.executor, EXECUTORS)
+    _at_least("search.trials", search.trials, 1)
+    _at_least("execution.workers", execution.workers, 1)
+    _at_least("execution.cpus_per_trial", execution.cpus_per_trial, 0)
+    _at_least("execution.gpus_per_trial", execution.gpus_per_trial, 0)
+    _at_least("execution.threads_per_trial", execution.threads_per_trial, 1)
+    _at_least("execution.retries", execution.retries, 0)
+    _at_least("objective.finetune.epochs", objective.finetune.epochs, 0)
+    _at_least("model.train.epochs", experiment.model.train.epochs, 1)
+    _at_least("search.early_stopping.margin", search.early_stopping.margin, 0)
+    if not experiment.methods:
+        raise PrunetuneError("The 'methods' section must name at least one pruning method.")
+    for name, options in experiment.methods.items():
+        if options is not None and not isinstance(options, Mapping):
+            raise PrunetuneError(f"The 'methods.{name}' options must be a mapping. Got {options!r} instead.")
+    if not objective.objectives:
+        raise PrunetuneError("The 'objective.objectives' section must name at least one metric.")
+    for name, direction in objective.objectives.items():
+        if direction not in DIRECTIONS:
+            raise PrunetuneError(
+                f"The 'objective.objectives.{name}' key must be one of {', '.join(DIRECTIONS)}. Got {direction!r} instead."
+            )
+    for text in objective.constraints:
+        parse_constraint(str(text))
+    if experiment.name != Path(experiment.name).name or experiment.name in ("", ".", ".."):
+        raise PrunetuneError(f"The 'name' key must be a plain folder name. Got {experiment.name!r} instead.")
+    return experiment
+
+
+def load_experiment(path: str | Path | None) -> Experiment:
+    """Read and check an experiment file; None gives the embedded defaults."""
+    if path is None:
+        return Experiment()
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise PrunetuneError(f"Experiment file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise PrunetuneError(f"{path} is not valid YAML: {error}") from None
+    experiment = experiment_from_dict(data)
+    if data is None or "name" not in data:
+        experiment = dataclasses.replace(experiment, name=path.stem)
+    return experiment

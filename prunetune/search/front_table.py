@@ -1,0 +1,42 @@
+"""The Pareto front as a terminal table at the end of a search."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+
+__all__ = ["front_table"]
+
+COLUMNS = (
+    ("accuracy", "val acc.", "{:.2%}"),
+    ("test_accuracy", "test acc.", "{:.2%}"),
+    ("accuracy_drop", "drop (pp)", "{:.2f}"),
+    ("compression", "compression", "{:.2f}x"),
+    ("macs_reduction", "MACs reduction", "{:.2f}x"),
+    ("params", "params", "{:,.0f}"),
+    ("size_bytes", "size (KiB)", None),
+    ("latency_ms", "latency (ms)", "{:.3f}"),
+)
+
+
+def front_table(rows: Sequence[Mapping[str, Any]], *, title: str) -> Table:
+    """One row per front member; columns for the metrics that any member has."""
+    present = [column for column in COLUMNS if any(column[0] in row for row in rows)]
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    for _, header, _ in present:
+        table.add_column(header, justify="right")
+    for row in rows:
+        cells = [str(row["trial"])]
+        for key, _, fmt in present:
+            value = row.get(key)
+            if value is None:
+                cells.append("")
+            elif key == "size_bytes":
+                cells.append(f"{value / 1024:,.1f}")
+            else:
+                cells.append(fmt.format(value))
+        table.add_row(*cells)
+    return table

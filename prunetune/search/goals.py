@@ -1,0 +1,74 @@
+"""Which metrics a search optimises and which it bounds, and what the study stores for them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from prunetune.errors import PrunetuneError
+from prunetune.search.experiment import parse_constraint
+
+__all__ = ["Goals"]
+
+
+@dataclass(frozen=True)
+class Goals:
+    """Objectives `(metric, direction)` and constraints `(metric, '<=' | '>=', bound)`.
+
+    Constraints follow Optuna's convention: a trial is feasible when every constraint value is <= 0,
+    so constrained NSGA-II and TPE rank infeasible trials behind feasible ones. For a sampler that
+    takes no constraints (CMA-ES), a `penalty` > 0 moves each objective value against its direction
+    by `penalty` times the total violation, so infeasible plans still look worse to it.
+    """
+
+    objectives: tuple[tuple[str, str], ...]
+    constraints: tuple[tuple[str, str, float], ...] = ()
+    penalty: float = 0.0
+
+    @classmethod
+    def from_config(cls, objectives: Mapping[str, str], constraints: Sequence[str] = ()) -> Goals:
+        return cls(tuple(objectives.items()), tuple(parse_constraint(str(text)) for text in constraints))
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [name for name, _ in self.objectives]
+
+    @property
+    def directions(self) -> list[str]:
+        return [direction for _, direction in self.objectives]
+
+    def check_against(self, available: Mapping[str, str]) -> None:
+        """Every metric named must be one the objective returns, in the direction it prefers."""
+        for name, direction in self.objectives:
+            if name not in available:
+                raise PrunetuneError(
+                    f"Unknown objective metric {name!r}. The objective returns: {', '.join(sorted(available))}."
+                )
+            if available[name] != direction:
+                raise PrunetuneError(f"Metric {name!r} is better when {available[name]}d; got {direction!r}.")
+        for name, _, _ in self.constraints:
+            if name not in available:
+                raise PrunetuneError(
+                    f"Unknown constraint metric {name!r}. The objective returns: {', '.join(sorted(available))}."
+                )
+
+    def values(self, metrics: Mapping[str, float]) -> list[float]:
+        values = [float(metrics[name]) for name, _ in self.objectives]
+        bad = [name for (name, _), value in zip(self.objectives, values, strict=True) if not math.isfinite(value)]
+        if bad:
+            raise ValueError(f"objective metric(s) {', '.join(bad)} are not finite")
+        if self.penalty and self.constraints:
+            violation = sum(max(value, 0.0) for value in self.constraint_values(metrics))
+            values = [
+                value - self.penalty * violation if direction == "maximize" else value + self.penalty * violation
+                for value, (_, direction) in zip(values, self.objectives, strict=True)
+            ]
+        return values
+
+    def constraint_values(self, metrics: Mapping[str, float]) -> list[float]:
+        """One value per constraint, <= 0 when it holds."""
+        return [
+            float(metrics[name]) - bound if op == "<=" else bound - float(metrics[name])
+            for name, op, bound in self.constraints
+        ]

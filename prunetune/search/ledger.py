@@ -1,0 +1,183 @@
+"""The study as the ledger of a run: what every trial was, what it measured, and why it failed.
+
+Everything a resume depends on lives in the study's storage (SQLite in the run folder by default,
+any Optuna storage URL otherwise). This module is the one place that knows the attribute names,
+and the one place that reaches into Optuna's storage.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from prunetune.errors import PrunetuneError
+from prunetune.search.goals import Goals
+
+__all__ = [
+    "ATTR_CONSTRAINTS",
+    "ATTR_CURVE",
+    "ATTR_FAIL_REASON",
+    "ATTR_INTERRUPTED",
+    "ATTR_METRICS",
+    "ATTR_NODE",
+    "ATTR_PLAN",
+    "RunLock",
+    "STUDY_NAME",
+    "constraints_of",
+    "finished_trials",
+    "is_interrupted",
+    "mark_interrupted",
+    "open_study",
+    "record_outcome",
+    "storage_url",
+]
+
+STUDY_NAME = "prunetune"
+ATTR_PLAN = "plan"
+ATTR_METRICS = "metrics"
+ATTR_CURVE = "curve"
+ATTR_NODE = "node"
+ATTR_HOST = "hostname"
+ATTR_TIMES = "times"
+ATTR_LOG = "log"
+ATTR_ATTEMPTS = "attempts"
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_TRACEBACK = "traceback"
+ATTR_INTERRUPTED = "interrupted"
+ATTR_CONSTRAINTS = "constraints"
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def storage_url(run_dir: Path, storage: str | None) -> str:
+    """The storage named in the experiment, or SQLite in the run folder."""
+    if storage:
+        return storage
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def open_study(
+    storage: str, *, goals: Goals, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner | None = None
+) -> optuna.Study:
+    """Create the run's study, or load it to resume; its objectives must be those of the experiment."""
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=STUDY_NAME,
+            directions=goals.directions,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except ValueError as error:
+        raise PrunetuneError(f"Cannot open the run's study at {storage}: {error}") from None
+    names = study.metric_names
+    if names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(goals.metric_names)
+    elif list(names) != goals.metric_names:
+        raise PrunetuneError(
+            f"The run's study optimises {', '.join(names)}, the experiment {', '.join(goals.metric_names)}: "
+            "use another run folder for other objectives."
+        )
+    return study
+
+
+def is_interrupted(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(ATTR_INTERRUPTED))
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that count towards the budget: finished, and not cut off by a stopped driver."""
+    return [t for t in study.get_trials(deepcopy=False, states=FINISHED) if not is_interrupted(t)]
+
+
+def mark_interrupted(study: optuna.Study) -> list[int]:
+    """Close trials left running by a driver that died: FAIL, flagged interrupted (they do not count).
+
+    Population samplers hand such a trial's individual out again; nothing it measured was recorded,
+    so nothing is lost and no finished trial is run twice.
+    """
+    numbers = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        live = optuna.trial.Trial(study, trial._trial_id)
+        live.set_user_attr(ATTR_INTERRUPTED, True)
+        live.set_user_attr(ATTR_FAIL_REASON, "interrupted: the search stopped before this trial finished")
+        study.tell(trial.number, state=TrialState.FAIL)
+        numbers.append(trial.number)
+    return numbers
+
+
+def constraints_of(trial: FrozenTrial) -> list[float]:
+    """Optuna's constraints_func: the constraint values stored with the trial (<= 0 is feasible)."""
+    return list(trial.user_attrs.get(ATTR_CONSTRAINTS, ()))
+
+
+def record_outcome(study: optuna.Study, trial: optuna.trial.Trial, outcome: Mapping[str, Any], goals: Goals) -> TrialState:
+    """Store a trial's plan, metrics, node, timings and reason, then tell the study how it ended."""
+    for key in (ATTR_PLAN, ATTR_METRICS, ATTR_CURVE, ATTR_NODE, ATTR_HOST, ATTR_TIMES, ATTR_LOG, ATTR_ATTEMPTS, ATTR_TRACEBACK):
+        if outcome.get(key) is not None:
+            trial.set_user_attr(key, outcome[key])
+    status = outcome.get("status")
+    metrics = outcome.get(ATTR_METRICS) or {}
+    if status == "complete":
+        try:
+            values = goals.values(metrics)
+        except (KeyError, ValueError) as error:
+            status, outcome = "fail", {**outcome, "reason": f"bad metrics: {error}"}
+        else:
+            trial.set_user_attr(ATTR_CONSTRAINTS, goals.constraint_values(metrics))
+            study.tell(trial, values)
+            return TrialState.COMPLETE
+    if status == "pruned":
+        if goals.constraints and all(name in metrics for name, _, _ in goals.constraints):
+            trial.set_user_attr(ATTR_CONSTRAINTS, goals.constraint_values(metrics))
+        trial.set_user_attr(ATTR_FAIL_REASON, outcome.get("reason") or "stopped early: dominated")
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    trial.set_user_attr(ATTR_FAIL_REASON, str(outcome.get("reason") or "unknown failure"))
+    study.tell(trial, state=TrialState.FAIL)
+    return TrialState.FAIL
+
+
+class RunLock:
+    """One driver per run folder: a second `prunetune run` on a live run stops with a clear message."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        try:
+            handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            host, _, pid = self.path.read_text().partition(" ")
+            if host == socket.gethostname() and pid.strip().isdigit() and _alive(int(pid)):
+                raise PrunetuneError(f"{self.path.parent} is in use by process {pid.strip()}: one search per run folder.") from None
+            self.path.write_text(me)  # stale: its driver is gone
+            return self
+        with os.fdopen(handle, "w") as file:
+            file.write(me)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,207 @@
+"""One search from an experiment: base model, space, study, executor, front — resumable.
+
+Running again on the same run folder resumes: the study in the folder keeps every finished
+trial, trials cut off by a stopped driver are closed as interrupted, and only the rest of the
+budget runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from torch import nn
+
+from prunetune.errors import PrunetuneError
+from prunetune.objectives.training import TrainConfig
+from prunetune.search.executors import LocalExecutor, RayExecutor, StopRule
+from prunetune.search.experiment import Experiment, experiment_from_dict
+from prunetune.search.goals import Goals
+from prunetune.search.ledger import (
+    ATTR_CURVE,
+    ATTR_METRICS,
+    RunLock,
+    finished_trials,
+    mark_interrupted,
+    open_study,
+    storage_url,
+)
+from prunetune.search.progress import Progress
+from prunetune.search.sampler_choice import create_sampler, population_size
+from prunetune.search.space import SearchSpace
+from prunetune.zoo.datasets import DataSplits, load_data
+
+__all__ = ["build_objective", "prepare_base", "run_experiment"]
+
+#: Samplers that learn from values but take no constraints: they get penalised values instead.
+UNCONSTRAINED_LEARNERS = ("cmaes",)
+CONSTRAINT_PENALTY = 1.0
+
+#: What must not change between a run and its resume: it defines what the trials mean.
+ESSENTIAL = ("model", "data", "methods", "objective")
+
+
+def _check_same_experiment(run_dir: Path, experiment: Experiment) -> None:
+    """Save the experiment into the run folder; refuse a resume whose essentials differ."""
+    saved = run_dir / "experiment.yaml"
+    current = experiment.to_dict()
+    if saved.exists():
+        previous = experiment_from_dict(yaml.safe_load(saved.read_text())).to_dict()
+        changed = [key for key in ESSENTIAL if previous[key] != current[key]]
+        if changed:
+            raise PrunetuneError(
+                f"{run_dir} holds a search with different {', '.join(changed)}: "
+                "resume it with the same experiment, or choose another run folder."
+            )
+    saved.write_text(yaml.safe_dump(current, sort_keys=False))
+
+
+def prepare_base(experiment: Experiment, run_dir: Path, echo: Callable[[str], None]) -> tuple[nn.Module, DataSplits, dict[str, float]]:
+    """The base model and its data: the named checkpoint, or a zoo model trained once into the run folder."""
+    from prunetune.base_model import train_base_model
+    from prunetune.zoo.checkpoint import load_checkpoint
+
+    model, data = experiment.model, experiment.data
+    options = {"val_fraction": data.val_fraction, "seed": experiment.seed, "limit": data.limit}
+    path = Path(model.checkpoint).expanduser() if model.checkpoint else run_dir / "base.pt"
+    if model.checkpoint or path.exists():
+        checkpoint = load_checkpoint(path)
+        splits = load_data(data.spec, **options)
+        if checkpoint.input_shape is not None and tuple(checkpoint.input_shape) != tuple(splits.input_shape):
+            raise PrunetuneError(
+                f"The checkpoint {path} was trained on inputs of shape {checkpoint.input_shape}; "
+                f"{data.spec} gives {splits.input_shape}."
+            )
+        echo(f"base model: {path} ({checkpoint.model_name}, test accuracy {checkpoint.metrics.get('test_accuracy', float('nan')):.2%})")
+        return checkpoint.build(), splits, dict(checkpoint.metrics)
+    train = model.train
+    echo(f"training the base model {model.name} on {data.spec} for {train.epochs} epochs (once; kept as {path})")
+    net, splits, metrics = train_base_model(
+        model=model.name,
+        data=data.spec,
+        output=path,
+        model_kwargs=model.kwargs,
+        epochs=train.epochs,
+        batch_size=train.batch_size,
+        optimizer=train.optimizer,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        schedule=train.schedule,
+        seed=experiment.seed,
+        val_fraction=data.val_fraction,
+        limit=data.limit,
+        echo=lambda line: echo("  " + line) if line.startswith(("train ", "wrote")) else None,
+    )
+    return net, splits, metrics
+
+
+def build_objective(experiment: Experiment, base: nn.Module, data: DataSplits) -> Any:
+    """The experiment's objective: the classification objective, or the user's `module:attr`."""
+    from prunetune.objectives import ClassificationObjective, load_objective
+
+    section = experiment.objective
+    finetune = TrainConfig(**dataclasses.asdict(section.finetune), seed=experiment.seed, threads=None)
+    finetune.validate()
+    common = {
+        "base": base,
+        "data": data,
+        "finetune": finetune,
+        "batch_size": section.batch_size,
+        "bn_recalibration_batches": section.bn_recalibration_batches,
+        "measure_latency": section.measure_latency,
+    }
+    if section.type == "classification":
+        return ClassificationObjective(**common, **section.options)
+    return load_objective(section.type, **common, **section.options)
+
+
+def dominance_rule(study: optuna.Study, margin: float, min_completed: int) -> StopRule:
+    """Early stopping from the ledger: completed trials' compressions and accuracy curves."""
+    from prunetune.search.early_stopping import dominated
+
+    def rule(compression: float, step: int, accuracy: float) -> bool:
+        history = [
+            (float(t.user_attrs[ATTR_METRICS]["compression"]), _accuracy_curve(t.user_attrs.get(ATTR_CURVE, {})))
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "compression" in t.user_attrs.get(ATTR_METRICS, {})
+        ]
+        if len(history) < min_completed:
+            return False
+        return dominated(history, compression=compression, step=step, accuracy=accuracy, margin=margin)
+
+    return rule
+
+
+def _accuracy_curve(curve: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    return {step: values["val_accuracy"] for step, values in curve.items() if "val_accuracy" in values}
+
+
+def run_experiment(
+    experiment: Experiment, run_dir: Path, *, echo: Callable[[str], None] = print
+) -> optuna.Study:
+    """Run (or resume) `experiment` in `run_dir` until its trial budget is spent; returns the study."""
+    run_dir = Path(run_dir)
+    goals = Goals.from_config(experiment.objective.objectives, experiment.objective.constraints)
+    if experiment.search.sampler in UNCONSTRAINED_LEARNERS:
+        goals = dataclasses.replace(goals, penalty=CONSTRAINT_PENALTY)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        _check_same_experiment(run_dir, experiment)
+        base, data, base_metrics = prepare_base(experiment, run_dir, echo)
+        objective = build_objective(experiment, base, data)
+        goals.check_against(objective.directions)
+        example = torch.zeros(1, *data.input_shape)
+        space = SearchSpace.for_model(base, example, experiment.methods)
+        search = experiment.search
+        sampler = create_sampler(
+            search.sampler,
+            seed=experiment.seed,
+            n_objectives=len(goals.objectives),
+            search_space=space.distributions,
+            constrained=bool(goals.constraints),
+            options=search.sampler_options,
+        )
+        study = open_study(storage_url(run_dir, experiment.storage), goals=goals, sampler=sampler)
+        interrupted = mark_interrupted(study)
+        done = len(finished_trials(study))
+        remaining = max(search.trials - done, 0)
+        if done or interrupted:
+            echo(f"resuming: {done} trials finished, {len(interrupted)} interrupted (closed), {remaining} to run")
+        echo(f"search: {len(space)} parameters ({', '.join(space.methods)}), sampler {search.sampler}, {search.trials} trials")
+        progress = Progress(total=search.trials, done=done, echo=echo)
+        stopping = search.early_stopping
+        rule = dominance_rule(study, stopping.margin, stopping.min_completed) if stopping.enabled else None
+        execution = experiment.execution
+        if execution.executor == "local":
+            executor: LocalExecutor | RayExecutor = LocalExecutor(threads=execution.threads_per_trial)
+        else:
+            executor = RayExecutor(
+                workers=execution.workers,
+                cpus_per_trial=execution.cpus_per_trial,
+                gpus_per_trial=execution.gpus_per_trial,
+                threads=execution.threads_per_trial,
+                address=execution.address,
+                retries=execution.retries,
+                population_size=population_size(sampler),
+                batch_generations=search.batch_generations,
+                log_dir=run_dir / "trials",
+            )
+        if remaining:
+            executor.run(study, space, objective, goals, n_trials=remaining, progress=progress, stop_rule=rule)
+        return study
+
+
+def front_rows(study: optuna.Study) -> list[Mapping[str, Any]]:
+    """The Pareto front's trials, most compressed first, as plain rows for a table."""
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return []
+    rows = []
+    for trial in study.best_trials:
+        metrics = trial.user_attrs.get(ATTR_METRICS, {})
+        rows.append({"trial": trial.number, **metrics})
+    return sorted(rows, key=lambda row: -row.get("compression", 0.0))

@@ -1,0 +1,79 @@
+"""Samplers by name: Optuna's own, pymoo's and scipy's, each with the ledger's constraints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+
+from prunetune.errors import PrunetuneError
+from prunetune.search.experiment import SAMPLERS
+from prunetune.search.ledger import constraints_of
+
+__all__ = ["create_sampler", "population_size"]
+
+SINGLE_OBJECTIVE_ONLY = ("cmaes", "pymoo-de")
+
+
+def create_sampler(
+    name: str,
+    *,
+    seed: int,
+    n_objectives: int,
+    search_space: Mapping[str, BaseDistribution],
+    constrained: bool,
+    options: Mapping[str, Any] | None = None,
+) -> optuna.samplers.BaseSampler:
+    """The sampler `name` (one of SAMPLERS) seeded with `seed`; `options` go to its constructor."""
+    options = dict(options or {})
+    if name not in SAMPLERS:
+        raise PrunetuneError(f"Unknown sampler {name!r}. Known samplers: {', '.join(SAMPLERS)}.")
+    if name in SINGLE_OBJECTIVE_ONLY and n_objectives > 1:
+        raise PrunetuneError(
+            f"The {name!r} sampler optimises one objective; this experiment has {n_objectives}. "
+            "Use nsga2, tpe, pymoo-nsga2 or scipy-de (which scalarises), or name one objective."
+        )
+    constraints = constraints_of if constrained else None
+    try:
+        return _build(name, seed, search_space, constraints, options)
+    except TypeError as error:
+        raise PrunetuneError(f"Bad 'search.sampler_options' for {name!r}: {error}") from None
+
+
+def _build(
+    name: str, seed: int, space: Mapping[str, BaseDistribution], constraints: Any, options: dict[str, Any]
+) -> optuna.samplers.BaseSampler:
+    samplers = optuna.samplers
+    if name == "tpe":
+        return samplers.TPESampler(seed=seed, constraints_func=constraints, **options)
+    if name == "nsga2":
+        options.setdefault("population_size", 10)
+        return samplers.NSGAIISampler(seed=seed, constraints_func=constraints, **options)
+    if name == "gp":
+        return samplers.GPSampler(seed=seed, constraints_func=constraints, **options)
+    if name == "cmaes":
+        return samplers.CmaEsSampler(seed=seed, **options)
+    if name == "random":
+        return samplers.RandomSampler(seed=seed, **options)
+    if name == "qmc":
+        return samplers.QMCSampler(seed=seed, **options)
+    if name == "scipy-de":
+        from prunetune.search.samplers import ScipyDESampler
+
+        return ScipyDESampler(search_space=dict(space), seed=seed, constraints_func=constraints, **options)
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.algorithms.soo.nonconvex.de import DE
+
+    from prunetune.search.samplers import PymooSampler
+
+    size = options.pop("population_size", 10)
+    algorithm = NSGA2(pop_size=size, **options) if name == "pymoo-nsga2" else DE(pop_size=size, **options)
+    return PymooSampler(algorithm, search_space=dict(space), seed=seed, constraints_func=constraints)
+
+
+def population_size(sampler: optuna.samplers.BaseSampler) -> int | None:
+    """Trials per generation for population samplers (batches on Ray), None for the others."""
+    size = getattr(sampler, "population_size", None)
+    return size if isinstance(size, int) and size > 0 else None

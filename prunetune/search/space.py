@@ -1,0 +1,171 @@
+"""A search space: the union of the chosen pruning methods' dimensions for one model.
+
+It has two encodings of the same space. Optuna's define-by-run (`suggest(trial)`), with parameter
+names derived from module paths so they are stable across runs; and a flat vector with bounds and
+integrality (`codec`, `decode(x)`) for pymoo and scipy. Both end in the same plain-data Plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from torch import nn
+
+from prunetune.errors import PrunetuneError
+from prunetune.pruners import METHODS, Dimension, Plan, PruningMethod
+from prunetune.search.vector import VectorCodec
+
+__all__ = ["SearchSpace", "make_method"]
+
+
+def make_method(name: str, options: Mapping[str, Any] | None = None) -> PruningMethod:
+    """A pruning method by its plan-section name, configured with `options` (its keyword arguments)."""
+    if name not in METHODS:
+        raise PrunetuneError(f"Unknown pruning method {name!r}. Known methods: {', '.join(METHODS)}.")
+    cls = type(METHODS[name])
+    try:
+        return cls(**dict(options or {}))
+    except TypeError as error:
+        raise PrunetuneError(f"Bad options for method {name!r}: {error}") from None
+
+
+def _distribution(dimension: Dimension) -> BaseDistribution:
+    if dimension.kind == "float":
+        return FloatDistribution(float(dimension.low), float(dimension.high), step=dimension.step)
+    if dimension.kind == "int":
+        return IntDistribution(int(dimension.low), int(dimension.high), step=int(dimension.step or 1))
+    if dimension.kind == "bool":
+        return CategoricalDistribution((False, True))
+    return CategoricalDistribution(dimension.choices)
+
+
+class SearchSpace:
+    """The dimensions of the chosen methods on one model, and the plans they stand for.
+
+    Args:
+        methods: The configured methods, applied in the registry's order whatever the order here.
+        dimensions: Each method's dimensions, by method name.
+        shared: Methods searched with one value for all their dimensions (one shared ratio instead
+            of one per unit); the shared value is capped per dimension at that dimension's bound.
+
+    Build it with :meth:`for_model`. Example:
+
+        >>> space = SearchSpace.for_model(model, example, {"filters": {"criterion": "l1"}})
+        >>> study.optimize(lambda trial: evaluate(space.suggest(trial)), n_trials=10)
+    """
+
+    def __init__(
+        self,
+        *,
+        methods: Sequence[PruningMethod],
+        dimensions: Mapping[str, Sequence[Dimension]],
+        shared: Sequence[str] = (),
+    ) -> None:
+        self.methods = {method.name: method for method in methods}
+        self.dimensions = {name: list(dimensions.get(name, ())) for name in self.methods}
+        self.shared = tuple(shared)
+        unknown = [name for name in self.shared if name not in self.methods]
+        if unknown:
+            raise PrunetuneError(f"Shared dimensions named for methods not in the space: {', '.join(unknown)}")
+        self._distributions = self._build_distributions()
+        self.codec = VectorCodec(self._distributions)
+
+    @classmethod
+    def for_model(
+        cls,
+        model: nn.Module,
+        example_inputs: Any,
+        methods: Mapping[str, Mapping[str, Any] | None] | Sequence[str | PruningMethod],
+    ) -> SearchSpace:
+        """The space of `methods` on `model`: names with options (a mapping) or method objects.
+
+        An option `shared: true` in a method's options searches one value for all its dimensions.
+        """
+        configured: list[PruningMethod] = []
+        shared: list[str] = []
+        if isinstance(methods, Mapping):
+            for name, options in methods.items():
+                options = dict(options or {})
+                if options.pop("shared", False):
+                    shared.append(name)
+                configured.append(make_method(name, options))
+        else:
+            configured = [make_method(m) if isinstance(m, str) else m for m in methods]
+        if not configured:
+            raise PrunetuneError("A search space needs at least one pruning method.")
+        ordered = [method for name in METHODS for method in configured if method.name == name]
+        dimensions = {method.name: method.dimensions(model, example_inputs) for method in ordered}
+        empty = [name for name, dims in dimensions.items() if not dims]
+        if empty:
+            raise PrunetuneError(f"Method(s) {', '.join(empty)} have nothing to search on this model.")
+        return cls(methods=ordered, dimensions=dimensions, shared=shared)
+
+    def _build_distributions(self) -> dict[str, BaseDistribution]:
+        distributions: dict[str, BaseDistribution] = {}
+        for name, dims in self.dimensions.items():
+            if name in self.shared:
+                distributions[f"{name}.shared"] = _shared_distribution(name, dims)
+            else:
+                distributions.update((dim.name, _distribution(dim)) for dim in dims)
+        return distributions
+
+    @property
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Parameter name -> Optuna distribution, in a stable order."""
+        return dict(self._distributions)
+
+    def __len__(self) -> int:
+        return len(self._distributions)
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> Plan:
+        """Define-by-run: suggest every parameter on `trial` and return the plan they make."""
+        params = {}
+        for name, distribution in self._distributions.items():
+            if isinstance(distribution, CategoricalDistribution):
+                params[name] = trial.suggest_categorical(name, distribution.choices)
+            elif isinstance(distribution, IntDistribution):
+                params[name] = trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step)
+            else:
+                params[name] = trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step)
+        return self.plan(params)
+
+    def plan(self, params: Mapping[str, Any]) -> Plan:
+        """The plan for a full parameter dict (as Optuna records it)."""
+        missing = [name for name in self._distributions if name not in params]
+        if missing:
+            raise PrunetuneError(f"Parameters missing for this search space: {', '.join(missing[:5])}")
+        sections = {}
+        for name, method in self.methods.items():
+            if name in self.shared:
+                value = params[f"{name}.shared"]
+                values = {dim.name: _capped(value, dim) for dim in self.dimensions[name]}
+            else:
+                values = {dim.name: params[dim.name] for dim in self.dimensions[name]}
+            sections[name] = method.section(values)
+        return Plan(sections)
+
+    def decode(self, x: np.ndarray) -> Plan:
+        """The plan for a flat vector (see `codec` for its bounds and integrality)."""
+        return self.plan(self.codec.to_params(x))
+
+
+def _shared_distribution(method: str, dims: Sequence[Dimension]) -> BaseDistribution:
+    kinds = {dim.kind for dim in dims}
+    if kinds - {"float", "int"}:
+        raise PrunetuneError(f"Method {method!r} cannot share one value: its dimensions are {', '.join(sorted(kinds))}.")
+    low = min(dim.low for dim in dims)
+    high = max(dim.high for dim in dims)
+    steps = {dim.step for dim in dims}
+    step = steps.pop() if len(steps) == 1 else None
+    if kinds == {"int"}:
+        return IntDistribution(int(low), int(high), step=int(step or 1))
+    return FloatDistribution(float(low), float(high), step=step)
+
+
+def _capped(value: float, dimension: Dimension) -> float:
+    """A shared value within one dimension's own bounds (a one-channel-short cap per unit, say)."""
+    return min(max(value, dimension.low), dimension.high)

@@ -1,0 +1,76 @@
+"""The work of one trial, the same on a Ray worker and in a plain loop: plan -> objective -> outcome.
+
+An outcome is plain data (status, metrics, plan, learning curve, node, timings, reason) that the
+driver writes into the ledger. Any exception the objective raises becomes a failed outcome with
+its reason, so one bad trial never stops the search.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prunetune.runtime import torch_threads
+from prunetune.search.space import SearchSpace
+
+__all__ = ["ReportSink", "StopCheck", "StopTrial", "run_trial"]
+
+TRACEBACK_LINES = 12
+
+#: Receives each intermediate report: (step, values).
+ReportSink = Callable[[int, Mapping[str, float]], None]
+#: Decides from (step, values) whether the trial should stop now (early stopping).
+StopCheck = Callable[[int, Mapping[str, float]], bool]
+
+
+class StopTrial(Exception):
+    """Raised inside the objective's report callback to end a trial early (recorded as pruned)."""
+
+
+def run_trial(
+    objective: Callable[..., Mapping[str, float]],
+    space: SearchSpace,
+    params: Mapping[str, Any],
+    *,
+    sink: ReportSink | None = None,
+    should_stop: StopCheck | None = None,
+    threads: int | None = None,
+    node: str | None = None,
+) -> dict[str, Any]:
+    """Run `objective` on the plan of `params`; never raises for the objective's own failures."""
+    started = time.time()
+    curve: dict[str, dict[str, float]] = {}
+    outcome: dict[str, Any] = {"node": node or socket.gethostname(), "hostname": socket.gethostname()}
+
+    def report(step: int, values: Mapping[str, float]) -> None:
+        curve[str(step)] = {key: float(value) for key, value in values.items()}
+        if sink is not None:
+            sink(step, values)
+        if should_stop is not None and should_stop(step, values):
+            raise StopTrial(f"stopped early at step {step}: dominated by a completed trial at equal or higher compression")
+
+    try:
+        plan = space.plan(params)
+        outcome["plan"] = plan.to_dict()
+        with torch_threads(threads):
+            metrics = {key: float(value) for key, value in objective(plan, report).items()}
+        bad = sorted(key for key, value in metrics.items() if not math.isfinite(value))
+        if bad:
+            raise ValueError(f"the objective returned non-finite {', '.join(bad)}")
+        outcome.update(status="complete", metrics=metrics)
+    except StopTrial as stop:
+        last = curve[max(curve, key=int)] if curve else {}
+        outcome.update(status="pruned", reason=str(stop), metrics=last)
+    except Exception as error:  # a failing trial is recorded with its reason; the search goes on
+        outcome.update(
+            status="fail",
+            reason=f"{type(error).__name__}: {error}",
+            traceback="".join(traceback.format_exception(error)[-TRACEBACK_LINES:]),
+        )
+    outcome["curve"] = curve
+    outcome["times"] = {"started": started, "finished": time.time(), "seconds": time.time() - started}
+    return outcome
