@@ -128,15 +128,18 @@ def check_metrics(
     return checked
 
 
-def load_objective(spec: str, /, *, directions: Mapping[str, str] | None = None, **kwargs: Any) -> Objective:
+def load_objective(
+    spec: str, /, *, directions: Mapping[str, str] | None = None, context: Mapping[str, Any] | None = None, **kwargs: Any
+) -> Objective:
     """Import the objective ``spec`` names, build it with ``kwargs``, and return it with its directions.
 
     ``spec`` is ``"package.module:attr"`` (imported by name, as Python would) or
     ``"path/to/file.py:attr"`` (that one file is executed; its folder is NOT put on ``sys.path``,
     and no other path is searched). ``attr`` may be dotted (``Outer.inner``).
 
-    A class is instantiated with ``kwargs``; a function is used as is (``kwargs`` must then be
-    empty). ``directions``, as an experiment file gives them, override the object's own
+    A class is instantiated with ``kwargs``, plus those entries of ``context`` (what the search
+    offers: ``base``, ``data``, ``finetune``, ...) that its constructor accepts by name or through
+    ``**kwargs``; a function is used as is (``kwargs`` must then be empty). ``directions``, as an experiment file gives them, override the object's own
     ``directions`` attribute; one of the two must exist.
 
     Returns:
@@ -163,8 +166,9 @@ def load_objective(spec: str, /, *, directions: Mapping[str, str] | None = None,
             raise PrunetuneError(f"Objective {spec!r}: {where} has no attribute {attribute!r}.")
         target = getattr(target, part)
     if inspect.isclass(target):
+        offered = {key: value for key, value in (context or {}).items() if key not in kwargs and _accepts(target, key)}
         try:
-            objective = target(**kwargs)
+            objective = target(**offered, **kwargs)
         except TypeError as error:
             raise PrunetuneError(f"Objective {spec!r} could not be built with {sorted(kwargs)}: {error}") from error
     elif callable(target):
@@ -188,6 +192,15 @@ def load_objective(spec: str, /, *, directions: Mapping[str, str] | None = None,
         check_directions(own, owner=repr(spec))
         return objective
     return FunctionObjective(function=objective, directions=check_directions(directions, owner=repr(spec)))
+
+
+def _accepts(cls: type, name: str) -> bool:
+    """Whether `cls(name=...)` is a keyword its constructor takes."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY) for p in parameters)
 
 
 def _is_path(where: str) -> bool:

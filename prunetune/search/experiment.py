@@ -76,10 +76,15 @@ class FinetuneSection:
 
 @dataclass(frozen=True, kw_only=True)
 class ObjectiveSection:
-    """What a trial measures; `objectives` are optimised, `constraints` bound (e.g. 'accuracy_drop <= 1')."""
+    """What a trial measures; `objectives` are optimised, `constraints` bound (e.g. 'accuracy_drop <= 1').
+
+    `type` is 'classification' or the user's own objective as 'module:attr' / 'path/to/file.py:attr';
+    `options` are its keyword arguments, `directions` the metrics' directions for a plain function.
+    """
 
     type: str = "classification"
     options: dict[str, Any] = field(default_factory=dict)
+    directions: dict[str, str] = field(default_factory=dict)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
     batch_size: int = 64
     bn_recalibration_batches: int = 20
@@ -269,7 +274,10 @@ def load_experiment(path: str | Path | None) -> Experiment:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise PrunetuneError(f"{path} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise PrunetuneError(f"{path} is not valid YAML{where}: {problem}") from None
     experiment = experiment_from_dict(data)
     if data is None or "name" not in data:
         experiment = dataclasses.replace(experiment, name=path.stem)

@@ -16,8 +16,9 @@ __all__ = ["Goals"]
 class Goals:
     """Objectives `(metric, direction)` and constraints `(metric, '<=' | '>=', bound)`.
 
-    Constraints follow Optuna's convention: a trial is feasible when every constraint value is <= 0,
-    so constrained NSGA-II and TPE rank infeasible trials behind feasible ones. For a sampler that
+    Constraints follow Optuna's convention: a trial is feasible when every constraint value is <= 0;
+    they are stored with `trial.set_constraint`, so Optuna's samplers and `study.best_trials` rank
+    infeasible trials behind feasible ones with no constraints_func. For a sampler that
     takes no constraints (CMA-ES), a `penalty` > 0 moves each objective value against its direction
     by `penalty` times the total violation, so infeasible plans still look worse to it.
     """
@@ -65,6 +66,11 @@ class Goals:
                 for value, (_, direction) in zip(values, self.objectives, strict=True)
             ]
         return values
+
+    @property
+    def constraint_keys(self) -> list[str]:
+        """How each constraint is named in the study (Optuna's `trial.set_constraint`)."""
+        return [f"{name} {op} {bound:g}" for name, op, bound in self.constraints]
 
     def constraint_values(self, metrics: Mapping[str, float]) -> list[float]:
         """One value per constraint, <= 0 when it holds."""

@@ -21,7 +21,6 @@ from prunetune.errors import PrunetuneError
 from prunetune.search.goals import Goals
 
 __all__ = [
-    "ATTR_CONSTRAINTS",
     "ATTR_CURVE",
     "ATTR_FAIL_REASON",
     "ATTR_INTERRUPTED",
@@ -30,12 +29,12 @@ __all__ = [
     "ATTR_PLAN",
     "RunLock",
     "STUDY_NAME",
-    "constraints_of",
     "finished_trials",
     "is_interrupted",
     "mark_interrupted",
     "open_study",
     "record_outcome",
+    "store_outcome",
     "storage_url",
 ]
 
@@ -51,7 +50,6 @@ ATTR_ATTEMPTS = "attempts"
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_TRACEBACK = "traceback"
 ATTR_INTERRUPTED = "interrupted"
-ATTR_CONSTRAINTS = "constraints"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -116,36 +114,36 @@ def mark_interrupted(study: optuna.Study) -> list[int]:
     return numbers
 
 
-def constraints_of(trial: FrozenTrial) -> list[float]:
-    """Optuna's constraints_func: the constraint values stored with the trial (<= 0 is feasible)."""
-    return list(trial.user_attrs.get(ATTR_CONSTRAINTS, ()))
-
-
-def record_outcome(study: optuna.Study, trial: optuna.trial.Trial, outcome: Mapping[str, Any], goals: Goals) -> TrialState:
-    """Store a trial's plan, metrics, node, timings and reason, then tell the study how it ended."""
+def store_outcome(
+    trial: optuna.trial.Trial, outcome: Mapping[str, Any], goals: Goals
+) -> tuple[TrialState, list[float] | None]:
+    """Write a trial's plan, metrics, node, timings and reason; say how it ended (and its values)."""
     for key in (ATTR_PLAN, ATTR_METRICS, ATTR_CURVE, ATTR_NODE, ATTR_HOST, ATTR_TIMES, ATTR_LOG, ATTR_ATTEMPTS, ATTR_TRACEBACK):
         if outcome.get(key) is not None:
             trial.set_user_attr(key, outcome[key])
     status = outcome.get("status")
     metrics = outcome.get(ATTR_METRICS) or {}
+    reason = outcome.get("reason")
+    if status in ("complete", "pruned") and goals.constraints and all(n in metrics for n, _, _ in goals.constraints):
+        for key, value in zip(goals.constraint_keys, goals.constraint_values(metrics), strict=True):
+            trial.set_constraint(key, value)
     if status == "complete":
         try:
-            values = goals.values(metrics)
+            return TrialState.COMPLETE, goals.values(metrics)
         except (KeyError, ValueError) as error:
-            status, outcome = "fail", {**outcome, "reason": f"bad metrics: {error}"}
-        else:
-            trial.set_user_attr(ATTR_CONSTRAINTS, goals.constraint_values(metrics))
-            study.tell(trial, values)
-            return TrialState.COMPLETE
-    if status == "pruned":
-        if goals.constraints and all(name in metrics for name, _, _ in goals.constraints):
-            trial.set_user_attr(ATTR_CONSTRAINTS, goals.constraint_values(metrics))
-        trial.set_user_attr(ATTR_FAIL_REASON, outcome.get("reason") or "stopped early: dominated")
-        study.tell(trial, state=TrialState.PRUNED)
-        return TrialState.PRUNED
-    trial.set_user_attr(ATTR_FAIL_REASON, str(outcome.get("reason") or "unknown failure"))
-    study.tell(trial, state=TrialState.FAIL)
-    return TrialState.FAIL
+            reason = f"bad metrics: {error}"
+    elif status == "pruned":
+        trial.set_user_attr(ATTR_FAIL_REASON, reason or "stopped early: dominated")
+        return TrialState.PRUNED, None
+    trial.set_user_attr(ATTR_FAIL_REASON, str(reason or "unknown failure"))
+    return TrialState.FAIL, None
+
+
+def record_outcome(study: optuna.Study, trial: optuna.trial.Trial, outcome: Mapping[str, Any], goals: Goals) -> TrialState:
+    """Store a trial's outcome, then tell the study how it ended."""
+    state, values = store_outcome(trial, outcome, goals)
+    study.tell(trial, values, state=state)
+    return state
 
 
 class RunLock:

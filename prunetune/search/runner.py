@@ -33,10 +33,10 @@ from prunetune.search.ledger import (
 )
 from prunetune.search.progress import Progress
 from prunetune.search.sampler_choice import create_sampler, population_size
-from prunetune.search.space import SearchSpace
+from prunetune.search.space import SearchSpace, make_method
 from prunetune.zoo.datasets import DataSplits, load_data
 
-__all__ = ["build_objective", "prepare_base", "run_experiment"]
+__all__ = ["build_objective", "front_rows", "preflight", "prepare_base", "run_experiment"]
 
 #: Samplers that learn from values but take no constraints: they get penalised values instead.
 UNCONSTRAINED_LEARNERS = ("cmaes",)
@@ -61,27 +61,46 @@ def _check_same_experiment(run_dir: Path, experiment: Experiment) -> None:
     saved.write_text(yaml.safe_dump(current, sort_keys=False))
 
 
-def prepare_base(experiment: Experiment, run_dir: Path, echo: Callable[[str], None]) -> tuple[nn.Module, DataSplits, dict[str, float]]:
-    """The base model and its data: the named checkpoint, or a zoo model trained once into the run folder."""
+def load_experiment_data(experiment: Experiment) -> DataSplits:
+    data = experiment.data
+    return load_data(data.spec, val_fraction=data.val_fraction, seed=experiment.seed, limit=data.limit)
+
+
+def preflight(experiment: Experiment, goals: Goals) -> None:
+    """Everything that can be checked before a run folder is touched: names, options, files."""
+    from prunetune.objectives import ClassificationObjective
+    from prunetune.search.sampler_choice import check_sampler
+
+    for name, options in experiment.methods.items():
+        make_method(name, {key: value for key, value in (options or {}).items() if key != "shared"})
+    check_sampler(experiment.search.sampler, len(goals.objectives))
+    if experiment.objective.type == "classification":
+        goals.check_against(ClassificationObjective.directions)
+    if experiment.model.checkpoint and not Path(experiment.model.checkpoint).expanduser().is_file():
+        raise PrunetuneError(f"Checkpoint not found: {experiment.model.checkpoint} (the 'model.checkpoint' key)")
+
+
+def prepare_base(
+    experiment: Experiment, run_dir: Path, splits: DataSplits, echo: Callable[[str], None]
+) -> tuple[nn.Module, dict[str, float]]:
+    """The base model: the named checkpoint, or a zoo model trained once into the run folder."""
     from prunetune.base_model import train_base_model
     from prunetune.zoo.checkpoint import load_checkpoint
 
     model, data = experiment.model, experiment.data
-    options = {"val_fraction": data.val_fraction, "seed": experiment.seed, "limit": data.limit}
     path = Path(model.checkpoint).expanduser() if model.checkpoint else run_dir / "base.pt"
     if model.checkpoint or path.exists():
         checkpoint = load_checkpoint(path)
-        splits = load_data(data.spec, **options)
         if checkpoint.input_shape is not None and tuple(checkpoint.input_shape) != tuple(splits.input_shape):
             raise PrunetuneError(
                 f"The checkpoint {path} was trained on inputs of shape {checkpoint.input_shape}; "
                 f"{data.spec} gives {splits.input_shape}."
             )
         echo(f"base model: {path} ({checkpoint.model_name}, test accuracy {checkpoint.metrics.get('test_accuracy', float('nan')):.2%})")
-        return checkpoint.build(), splits, dict(checkpoint.metrics)
+        return checkpoint.build(), dict(checkpoint.metrics)
     train = model.train
     echo(f"training the base model {model.name} on {data.spec} for {train.epochs} epochs (once; kept as {path})")
-    net, splits, metrics = train_base_model(
+    net, _, metrics = train_base_model(
         model=model.name,
         data=data.spec,
         output=path,
@@ -97,7 +116,7 @@ def prepare_base(experiment: Experiment, run_dir: Path, echo: Callable[[str], No
         limit=data.limit,
         echo=lambda line: echo("  " + line) if line.startswith(("train ", "wrote")) else None,
     )
-    return net, splits, metrics
+    return net, metrics
 
 
 def build_objective(experiment: Experiment, base: nn.Module, data: DataSplits) -> Any:
@@ -117,7 +136,7 @@ def build_objective(experiment: Experiment, base: nn.Module, data: DataSplits) -
     }
     if section.type == "classification":
         return ClassificationObjective(**common, **section.options)
-    return load_objective(section.type, **common, **section.options)
+    return load_objective(section.type, directions=section.directions or None, context=common, **section.options)
 
 
 def dominance_rule(study: optuna.Study, margin: float, min_completed: int) -> StopRule:
@@ -149,10 +168,12 @@ def run_experiment(
     goals = Goals.from_config(experiment.objective.objectives, experiment.objective.constraints)
     if experiment.search.sampler in UNCONSTRAINED_LEARNERS:
         goals = dataclasses.replace(goals, penalty=CONSTRAINT_PENALTY)
+    preflight(experiment, goals)
+    data = load_experiment_data(experiment)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         _check_same_experiment(run_dir, experiment)
-        base, data, base_metrics = prepare_base(experiment, run_dir, echo)
+        base, _ = prepare_base(experiment, run_dir, data, echo)
         objective = build_objective(experiment, base, data)
         goals.check_against(objective.directions)
         example = torch.zeros(1, *data.input_shape)
@@ -163,7 +184,6 @@ def run_experiment(
             seed=experiment.seed,
             n_objectives=len(goals.objectives),
             search_space=space.distributions,
-            constrained=bool(goals.constraints),
             options=search.sampler_options,
         )
         study = open_study(storage_url(run_dir, experiment.storage), goals=goals, sampler=sampler)
