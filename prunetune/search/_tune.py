@@ -162,7 +162,8 @@ class LedgerSearcher(_DriverOnly, Searcher):
         if attempts:
             outcome = {**outcome, ATTR_ATTEMPTS: attempts}
         state = record_outcome(self.study, live.trial, outcome, self.goals)
-        self.progress.trial_finished(self.study, live.trial.number, state, outcome.get("metrics") or {})
+        metrics = outcome.get("metrics") or {}
+        self.progress.trial_finished(self.study, live.trial.number, state, metrics, feasible=self.goals.feasible(metrics))
 
 
 class StopScheduler(_DriverOnly, FIFOScheduler):

@@ -8,8 +8,10 @@ and cluster addresses; the study stays the one source of truth for resume.
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,7 +65,33 @@ class LocalExecutor:
             space.suggest(trial)
             outcome = run_trial(objective, space, trial.params, should_stop=stop_check(stop_rule), threads=self.threads)
             state = record_outcome(study, trial, outcome, goals)
-            progress.trial_finished(study, trial.number, state, outcome.get("metrics") or {})
+            metrics = outcome.get("metrics") or {}
+            progress.trial_finished(study, trial.number, state, metrics, feasible=goals.feasible(metrics))
+
+
+def _ship_by_value(objective: object) -> list[str]:
+    """Have Ray pickle the objective's own module by value when workers cannot import it by name.
+
+    An objective loaded from a file (``path/to/file.py:attr``) lives in a module registered under a
+    synthetic name in this process only; pickled by reference, a worker fails to unpickle it with
+    ``No module named ...``. Returns the names of the modules registered.
+    """
+    from ray import cloudpickle
+
+    names = {
+        getattr(candidate, "__module__", None)
+        for candidate in (objective, type(objective), getattr(objective, "function", None))
+        if candidate is not None
+    }
+    registered = []
+    for name in sorted(n for n in names if isinstance(n, str)):
+        module = sys.modules.get(name)
+        if module is None or name == "__main__" or name.split(".")[0] in sys.builtin_module_names:
+            continue  # cloudpickle already pickles __main__ by value
+        if importlib.machinery.PathFinder.find_spec(name.split(".")[0], sys.path) is None:
+            cloudpickle.register_pickle_by_value(module)
+            registered.append(name)
+    return registered
 
 
 @dataclass(kw_only=True)
@@ -119,6 +147,7 @@ class RayExecutor:
             )
             scheduler = StopScheduler(searcher=searcher, rule=stop_rule)
             threads = self.threads or max(1, int(self.cpus_per_trial))
+            _ship_by_value(objective)
             # Base weights and data go into Ray's object store once, not once per trial.
             work = tune.with_parameters(trainable, objective=objective, space=space, threads=threads)
             resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}

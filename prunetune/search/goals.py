@@ -72,6 +72,13 @@ class Goals:
         """How each constraint is named in the study (Optuna's `trial.set_constraint`)."""
         return [f"{name} {op} {bound:g}" for name, op, bound in self.constraints]
 
+    def feasible(self, metrics: Mapping[str, float]) -> bool:
+        """Whether every constraint holds for `metrics` (True when there are none)."""
+        try:
+            return all(value <= 0 for value in self.constraint_values(metrics))
+        except KeyError:
+            return False
+
     def constraint_values(self, metrics: Mapping[str, float]) -> list[float]:
         """One value per constraint, <= 0 when it holds."""
         return [

@@ -193,7 +193,7 @@ def run_experiment(
         if done or interrupted:
             echo(f"resuming: {done} trials finished, {len(interrupted)} interrupted (closed), {remaining} to run")
         echo(f"search: {len(space)} parameters ({', '.join(space.methods)}), sampler {search.sampler}, {search.trials} trials")
-        progress = Progress(total=search.trials, done=done, echo=echo)
+        progress = Progress(total=search.trials, done=done, echo=echo, study=study)
         stopping = search.early_stopping
         rule = dominance_rule(study, stopping.margin, stopping.min_completed) if stopping.enabled else None
         execution = experiment.execution

@@ -145,9 +145,11 @@ class WeightedSum(Scalarization):
             )
         if not all(math.isfinite(weight) and weight >= 0 for weight in self.weights):
             raise PrunetuneError(
-                f"The 'weights' parameter of WeightedSum must hold finite weights >= 0. Got {list(self.weights)!r} instead."
+                "The 'weights' parameter of WeightedSum must hold finite weights >= 0. "
+                f"Got {list(self.weights)!r} instead."
             )
-        return sum(weight * _signed(value, direction) for weight, value, direction in zip(self.weights, values, directions))
+        signed = [_signed(value, direction) for value, direction in zip(values, directions, strict=True)]
+        return sum(weight * value for weight, value in zip(self.weights, signed, strict=True))
 
 
 def _signed(value: float, direction: StudyDirection) -> float:

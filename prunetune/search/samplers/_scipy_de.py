@@ -1,0 +1,721 @@
+"""scipy's differential evolution behind Optuna's sampler interface.
+
+scipy owns the DE loop, so it runs in a daemon thread. Its ``workers`` map-callable publishes one
+generation (``updating='deferred'``: every candidate of a generation is known before any result)
+and waits on a condition until every candidate has a result. ``sample_relative`` hands out the
+next open candidate of the published generation; ``after_trial`` delivers the trial's score to its
+slot, and the last score of a generation lets scipy compute the next one.
+
+What each trial records (system attributes, prefixed with the class name): ``generation`` and
+``index`` within it, ``run`` (the DE restart it belongs to), ``vector`` (the candidate as scipy
+saw it) and, once scipy has taken it, ``result`` (the score it was told). A new sampler on the
+same storage re-runs DE from the same seed and answers every generation it finds there from these
+records, so it continues where the old one stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, distribution_to_json
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers._base import _process_constraints_after_trial
+from optuna.study import Study, StudyDirection
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+from optuna.trial import FrozenTrial, TrialState
+
+from prunetune.errors import PrunetuneError
+from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective
+from prunetune.search.vector import VectorCodec
+
+__all__ = ["ScipyDESampler"]
+
+_logger = optuna.logging.get_logger(__name__)
+
+_STRATEGIES = (
+    "best1bin",
+    "best1exp",
+    "best2bin",
+    "best2exp",
+    "currenttobest1bin",
+    "currenttobest1exp",
+    "rand1bin",
+    "rand1exp",
+    "rand2bin",
+    "rand2exp",
+    "randtobest1bin",
+    "randtobest1exp",
+)
+_INITS = ("latinhypercube", "sobol", "halton", "random")
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_READY_TIMEOUT_S = 60.0  # scipy computing the next generation (or replaying stored ones), never a trial
+_JOIN_TIMEOUT_S = 5.0
+_REDRAWS = 16
+_DEFAULT_SCALARIZATION = ConstrainedObjective()
+
+Scalarize = Callable[[FrozenTrial, Sequence[StudyDirection], Sequence[str] | None], float]
+_Stored = dict[tuple[int, int], list[tuple[np.ndarray, float]]]  # (generation, index) -> (vector, score)s
+
+
+class ScipyDESampler(BaseSampler):
+    """Differential evolution (``scipy.optimize.differential_evolution``) as an Optuna sampler.
+
+    Every generation of scipy's population becomes ``population_size`` trials (``popsize`` times
+    the number of searched coordinates, at least 5, as scipy counts it); scipy sees each trial's
+    score once the whole generation is in (``updating='deferred'``, no polishing).
+
+    Scores. A single-objective study uses the value (negated for maximize); a multi-objective
+    study goes through ``scalarization``, by default
+    :class:`~prunetune.search.scalarize.ConstrainedObjective`: maximise the objective named
+    "compression" subject to the trial's Optuna constraints, as in Wu et al.'s DE pruning (Sensors
+    2021). Infeasible trials score in ``[1e9, 2e9)``; failed and pruned trials score ``2e9``
+    (the scalarisation's ``failure_value``), worse than anything that finished.
+
+    Search space. ``search_space`` if given, else the distributions of the study's first finished
+    trial, which is itself sampled at random (as :class:`~optuna.samplers.QMCSampler` does).
+    Parameters outside it are sampled by a :class:`~optuna.samplers.RandomSampler`.
+
+    Parallel trials. A trial that asks while every candidate of the open generation is out and
+    some results are missing gets an independent random sample of the same space (redrawn to avoid
+    the candidates in flight). It carries no ``generation`` attribute, scipy never sees it, and it
+    is still an ordinary trial of the study. ``sample_relative`` never waits for a trial's result.
+    Before falling back, it scores finished trials of the open generation that never reached
+    ``after_trial`` (failed as stale by Optuna's heartbeat, or told elsewhere), so they cannot
+    hold a generation open for good. A trial asked and never told does hold it open.
+
+    Stopping. When scipy's DE converges (``tol``) or reaches ``maxiter`` generations, a new DE run
+    starts from a fresh population drawn with the next seed of the sequence ``(seed, run)``;
+    generation numbers keep counting.
+
+    Resume. A new sampler on the same storage re-runs DE with the same seed (with ``seed=None``
+    the seed drawn by the first sampler is kept in the study's system attributes) and answers each
+    generation from the trials stored for it, checking each stored vector against scipy's. In a
+    generation the old driver left half done, the finished trials are reused and the candidates of
+    the others (still RUNNING, or never asked) are handed out again to new trials. One driver
+    process per study: two live samplers on one study would hand out the same candidates.
+
+    Args:
+        search_space: The relative search space; ``None`` infers it from the first finished trial.
+        seed: Seed of the DE runs and of the random sampler.
+        popsize: scipy's ``popsize``: individuals per searched coordinate.
+        mutation: scipy's mutation constant, or ``(min, max)`` for dithering; in ``[0, 2)``.
+        recombination: scipy's crossover probability, in ``[0, 1]``.
+        strategy: One of scipy's strategy names, or scipy's strategy callable.
+        init: ``"latinhypercube"``, ``"sobol"``, ``"halton"``, ``"random"``, or an array of
+            vectors (``(S, N)``, in :class:`~prunetune.search.vector.VectorCodec` coordinates).
+        maxiter: Generations of one DE run before it restarts.
+        tol: scipy's relative convergence tolerance; a converged run restarts.
+        scalarization: ``(trial, directions, metric_names) -> float`` to minimise; see
+            :mod:`prunetune.search.scalarize`. Custom callables should keep finite scores below
+            ``1e9``; failures then score ``2e9``.
+        constraints_func: Optuna's ``constraints_func``: trial -> values, feasible when all <= 0.
+            Its values are stored with the trial as Optuna's other samplers store them.
+
+    Example:
+        >>> import optuna
+        >>> from prunetune.search.samplers import ScipyDESampler
+        >>> def sphere(trial):
+        ...     return sum(trial.suggest_float(name, -5.0, 5.0) ** 2 for name in ("x", "y"))
+        >>> sampler = ScipyDESampler(seed=0, popsize=5)
+        >>> study = optuna.create_study(sampler=sampler)
+        >>> study.optimize(sphere, n_trials=1 + 8 * 10)  # a random first trial, then 8 generations
+        >>> sampler.population_size
+        10
+        >>> study.best_value < 0.5
+        True
+        >>> sampler.close()
+    """
+
+    def __init__(
+        self,
+        *,
+        search_space: Mapping[str, BaseDistribution] | None = None,
+        seed: int | None = None,
+        popsize: int = 15,
+        mutation: float | tuple[float, float] = (0.5, 1.0),
+        recombination: float = 0.7,
+        strategy: str | Callable[..., np.ndarray] = "best1bin",
+        init: str | np.ndarray = "latinhypercube",
+        maxiter: int = 1000,
+        tol: float = 0.01,
+        scalarization: Scalarize | None = None,
+        constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
+    ) -> None:
+        self._search_space = search_space
+        self._seed = seed
+        self._popsize = popsize
+        self._mutation = mutation
+        self._recombination = recombination
+        self._strategy = strategy
+        self._init = init
+        self._maxiter = maxiter
+        self._tol = tol
+        self._scalarization = scalarization
+        self._constraints_func = constraints_func
+        self._random_sampler: RandomSampler | None = None
+        self._lock = threading.RLock()
+        self._reset_runtime()
+
+    # -- Optuna's sampler interface -------------------------------------------------------------
+
+    def reseed_rng(self) -> None:
+        # The DE seed stays: every thread must walk the same DE run.
+        self._independent().reseed_rng()
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        self._validate()
+        if self._search_space is not None:
+            return dict(self._search_space)
+        finished = study.get_trials(deepcopy=False, states=_FINISHED)
+        if not finished:
+            return {}
+        return dict(min(finished, key=lambda t: t.number).distributions)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        self._validate()
+        space = dict(sorted(search_space.items()))
+        codec = VectorCodec(space)
+        if codec.size == 0:
+            return codec.to_params(np.empty(0))
+        engine = self._engine_for(study, space, codec)
+        member = engine.take(_READY_TIMEOUT_S)
+        if member is None and self._collect_missed(study, engine):
+            member = engine.take(_READY_TIMEOUT_S)
+        if member is None:
+            return self._sample_outside(study, trial, space, codec, engine)
+        generation, run, index, vector = member
+        try:
+            _set_trial_attrs(
+                study,
+                trial,
+                {
+                    self._key("generation"): generation,
+                    self._key("index"): index,
+                    self._key("run"): run,
+                    self._key("vector"): vector.tolist(),
+                },
+            )
+        except Exception:
+            engine.release(generation, index)
+            raise
+        return codec.to_params(vector)
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._independent().sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._independent().before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._independent().after_trial(study, trial, state, values)
+        if self._constraints_func is not None:
+            _process_constraints_after_trial(self._constraints_func, study, trial, state)
+        with self._lock:
+            self._outside_in_flight.pop(trial._trial_id, None)
+            engine = self._engine
+        member = _member(trial.system_attrs, self._key)
+        if engine is None or member is None:
+            return
+        generation, index, vector = member
+        finished = _finished_copy(study, trial, state, values, reload_attrs=self._constraints_func is not None)
+        score = self._score(study, finished)
+        if engine.deliver(generation, index, vector, score):
+            _set_trial_attrs(study, trial, {self._key("result"): score})
+
+    # -- public extras --------------------------------------------------------------------------
+
+    @property
+    def population_size(self) -> int | None:
+        """Trials per generation, once the search space is known (``None`` before, or without DE)."""
+        self._validate()
+        with self._lock:
+            codec = self._codec
+        if codec is None and self._search_space is not None:
+            codec = VectorCodec(dict(self._search_space))
+        if codec is None or codec.size == 0:
+            return None
+        if not isinstance(self._init, str):
+            return int(np.shape(self._init)[0])
+        size = max(5, self._popsize * codec.size)
+        return int(2 ** math.ceil(math.log2(size))) if self._init == "sobol" else size
+
+    def close(self) -> None:
+        """Stop the DE thread. A later trial starts a new one that replays the study's storage."""
+        with self._lock:
+            finalizer = self._finalizer
+            self._reset_runtime()
+        if finalizer is not None:
+            finalizer()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in ("_lock", "_engine", "_engine_key", "_codec", "_finalizer", "_outside_in_flight"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._reset_runtime()
+
+    # -- the DE run -----------------------------------------------------------------------------
+
+    def _reset_runtime(self) -> None:
+        self._engine: _Engine | None = None
+        self._engine_key: tuple[Any, ...] | None = None
+        self._codec: VectorCodec | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._outside_in_flight: dict[int, tuple[float, ...]] = {}
+
+    def _independent(self) -> RandomSampler:
+        """The random sampler for parameters outside the DE space, made once the arguments are checked."""
+        with self._lock:
+            if self._random_sampler is None:
+                self._validate()
+                self._random_sampler = RandomSampler(seed=self._seed)
+            return self._random_sampler
+
+    def _key(self, name: str) -> str:
+        return f"{type(self).__name__}:{name}"
+
+    def _engine_for(self, study: Study, space: dict[str, BaseDistribution], codec: VectorCodec) -> _Engine:
+        """The running DE for this study and space; a new one (replaying storage) if there is none."""
+        key = (*_study_key(study), tuple((name, distribution_to_json(d)) for name, d in space.items()))
+        with self._lock:
+            if self._engine is not None and self._engine_key == key and not self._engine.stopping:
+                return self._engine
+            if self._finalizer is not None:
+                self._finalizer()
+            init = self._checked_init(codec)
+            engine = _Engine(
+                bounds=list(zip(codec.lower.tolist(), codec.upper.tolist(), strict=True)),
+                integrality=codec.integrality if codec.integrality.any() else None,
+                seed=self._run_seed(study),
+                options={
+                    "strategy": self._strategy,
+                    "maxiter": self._maxiter,
+                    "popsize": self._popsize,
+                    "tol": self._tol,
+                    "mutation": self._mutation,
+                    "recombination": self._recombination,
+                    "init": init,
+                },
+                replay=self._stored_members(study, codec),
+                name=f"{type(self).__name__}-{id(self):x}",
+            )
+            engine.start()
+            self._engine, self._engine_key, self._codec = engine, key, codec
+            self._finalizer = weakref.finalize(self, engine.stop)
+            return engine
+
+    def _run_seed(self, study: Study) -> int:
+        """The given seed, else the one kept in the study (drawn and stored by the first sampler)."""
+        if self._seed is not None:
+            return int(self._seed)
+        key = self._key("seed")
+        stored = _study_attrs(study).get(key)
+        if stored is not None:
+            return int(stored)
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+        _set_study_attr(study, key, seed)
+        return seed
+
+    def _stored_members(self, study: Study, codec: VectorCodec) -> _Stored:
+        """What storage says about each (generation, index): candidate vectors and their scores.
+
+        A trial whose score scipy took (``result``) comes first; a trial that finished without one
+        (its sampler died first) is scored now; RUNNING trials count as never asked.
+        """
+        found: dict[tuple[int, int], list[tuple[int, int, np.ndarray, float]]] = {}
+        result_key = self._key("result")
+        for trial in study.get_trials(deepcopy=False):
+            member = _member(trial.system_attrs, self._key)
+            if member is None or member[2].shape != (codec.size,):
+                continue
+            generation, index, vector = member
+            if result_key in trial.system_attrs:
+                rank, score = 0, float(trial.system_attrs[result_key])
+            elif trial.state.is_finished():
+                rank, score = 1, self._score(study, trial)
+            else:
+                continue
+            found.setdefault((generation, index), []).append((rank, trial.number, vector, score))
+        return {
+            slot: [(vector, score) for _, _, vector, score in sorted(entries, key=lambda e: (e[0], e[1]))]
+            for slot, entries in found.items()
+        }
+
+    def _score(self, study: Study, trial: FrozenTrial) -> float:
+        """The number DE minimises for a finished trial."""
+        scalarization = self._scalarization if self._scalarization is not None else _DEFAULT_SCALARIZATION
+        failure = float(getattr(scalarization, "failure_value", 2.0 * DEFAULT_PENALTY))
+        if trial.state != TrialState.COMPLETE or trial.values is None:
+            return failure
+        if self._constraints_func is not None and _CONSTRAINTS_KEY not in trial.system_attrs:
+            trial = copy.copy(trial)
+            trial.system_attrs = {**trial.system_attrs, _CONSTRAINTS_KEY: tuple(self._constraints_func(trial))}
+        score = float(scalarization(trial, study.directions, study.metric_names))
+        return score if math.isfinite(score) else failure
+
+    def _collect_missed(self, study: Study, engine: _Engine) -> bool:
+        """Score finished trials of the open generation that never passed through after_trial.
+
+        Optuna's heartbeat fails stale trials without calling the sampler, and another process
+        may tell a trial this sampler handed out; without this, their slots would hold the
+        generation open for good. Runs only when a trial finds nothing left to hand out.
+        """
+        number = engine.open_generation()
+        if number is None:
+            return False
+        result_key = self._key("result")
+        delivered = False
+        for trial in study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.FAIL)):
+            member = _member(trial.system_attrs, self._key)
+            if member is None or member[0] != number or result_key in trial.system_attrs:
+                continue
+            # A finished trial cannot take a new attribute; a resume scores it the same way again.
+            delivered |= engine.deliver(*member, self._score(study, trial))
+        return delivered
+
+    def _sample_outside(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        space: dict[str, BaseDistribution],
+        codec: VectorCodec,
+        engine: _Engine,
+    ) -> dict[str, Any]:
+        """A random point for a trial that asks while the open generation has nothing left to hand out."""
+        with self._lock:
+            taken = set(self._outside_in_flight.values())
+        taken.update(_canonical(codec, codec.to_params(vector)) for vector in engine.in_flight())
+        for _ in range(_REDRAWS):
+            params = {name: self.sample_independent(study, trial, name, d) for name, d in space.items()}
+            key = _canonical(codec, params)
+            if key not in taken:
+                break
+        with self._lock:
+            self._outside_in_flight[trial._trial_id] = key
+        return params
+
+    # -- validation, where work starts ----------------------------------------------------------
+
+    def _validate(self) -> None:
+        name = type(self).__name__
+        if self._search_space is not None and not (
+            isinstance(self._search_space, Mapping)
+            and all(isinstance(d, BaseDistribution) for d in self._search_space.values())
+        ):
+            _bad(name, "search_space", "a mapping of parameter names to Optuna distributions", self._search_space)
+        if self._seed is not None and (not _is_int(self._seed) or self._seed < 0):
+            _bad(name, "seed", "an int >= 0 or None", self._seed)
+        if not _is_int(self._popsize) or self._popsize < 1:
+            _bad(name, "popsize", "an int >= 1", self._popsize)
+        if not _valid_mutation(self._mutation):
+            _bad(name, "mutation", "a number in [0, 2) or a (min, max) pair in [0, 2)", self._mutation)
+        if not _is_number(self._recombination) or not 0 <= self._recombination <= 1:
+            _bad(name, "recombination", "a number in [0, 1]", self._recombination)
+        if not (callable(self._strategy) or self._strategy in _STRATEGIES):
+            _bad(name, "strategy", f"one of {', '.join(_STRATEGIES)} or a callable", self._strategy)
+        if isinstance(self._init, str) and self._init not in _INITS:
+            _bad(name, "init", f"one of {', '.join(_INITS)} or an array of vectors", self._init)
+        if not _is_int(self._maxiter) or self._maxiter < 1:
+            _bad(name, "maxiter", "an int >= 1", self._maxiter)
+        if not _is_number(self._tol) or self._tol < 0:
+            _bad(name, "tol", "a number >= 0", self._tol)
+        if self._scalarization is not None and not callable(self._scalarization):
+            _bad(name, "scalarization", "a callable (trial, directions, metric_names) -> float", self._scalarization)
+        if self._constraints_func is not None and not callable(self._constraints_func):
+            _bad(name, "constraints_func", "a callable trial -> sequence of floats", self._constraints_func)
+
+    def _checked_init(self, codec: VectorCodec) -> str | np.ndarray:
+        if isinstance(self._init, str):
+            return self._init
+        init = np.asarray(self._init, dtype=float)
+        if init.ndim != 2 or init.shape[1] != codec.size or init.shape[0] < 5:
+            _bad(
+                type(self).__name__,
+                "init",
+                f"an array of shape (S >= 5, {codec.size}) for this search space",
+                init,
+                shown=f"an array of shape {init.shape}",
+            )
+        return init
+
+
+class _Stopped(Exception):
+    """Raised inside scipy's loop to end the DE thread."""
+
+
+class _Generation:
+    """One published population: its candidates, which are handed out, and their scores."""
+
+    def __init__(self, number: int, run: int, vectors: np.ndarray) -> None:
+        self.number = number
+        self.run = run
+        self.vectors = vectors
+        self.handed = [False] * len(vectors)
+        self.scores: list[float | None] = [None] * len(vectors)
+
+    @property
+    def complete(self) -> bool:
+        return all(score is not None for score in self.scores)
+
+    def open_index(self) -> int | None:
+        for index, (handed, score) in enumerate(zip(self.handed, self.scores, strict=True)):
+            if not handed and score is None:
+                return index
+        return None
+
+
+class _Engine:
+    """scipy's DE in a daemon thread, one generation open at a time; it holds no sampler reference."""
+
+    def __init__(
+        self,
+        *,
+        bounds: list[tuple[float, float]],
+        integrality: np.ndarray | None,
+        seed: int,
+        options: dict[str, Any],
+        replay: _Stored,
+        name: str,
+    ) -> None:
+        self._bounds = bounds
+        self._integrality = integrality
+        self._seed = seed
+        self._options = options
+        self._replay = replay
+        self._cond = threading.Condition()
+        self._generation: _Generation | None = None
+        self._busy = True  # scipy is computing; the next generation is not published yet
+        self._run = 0
+        self._next_number = 0
+        self._error: BaseException | None = None
+        self.stopping = False
+        self.replayed = 0
+        self._announced = False
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(_JOIN_TIMEOUT_S)
+
+    def take(self, timeout: float) -> tuple[int, int, int, np.ndarray] | None:
+        """Hand out the next open candidate: (generation, run, index, vector), or None if none is open."""
+        with self._cond:
+            ready = self._cond.wait_for(lambda: not self._busy, timeout)
+            if self._error is not None:
+                raise RuntimeError("scipy's differential evolution stopped with an error") from self._error
+            generation = self._generation
+            if not ready:
+                _logger.warning("Differential evolution is still computing its next generation; sampling at random.")
+            if not ready or generation is None or self.stopping:
+                return None
+            index = generation.open_index()
+            if index is None:
+                return None
+            generation.handed[index] = True
+            return generation.number, generation.run, index, generation.vectors[index].copy()
+
+    def release(self, generation_number: int, index: int) -> None:
+        """Put a handed-out candidate back (its trial could not record it)."""
+        with self._cond:
+            generation = self._generation
+            if generation is not None and generation.number == generation_number:
+                generation.handed[index] = False
+
+    def deliver(self, generation_number: int, index: int, vector: np.ndarray, score: float) -> bool:
+        """Give a candidate its score; False if scipy no longer waits for it (then nothing changes)."""
+        with self._cond:
+            generation = self._generation
+            if (
+                generation is None
+                or generation.number != generation_number
+                or not 0 <= index < len(generation.scores)
+                or generation.scores[index] is not None
+                or not _same_vector(generation.vectors[index], vector)
+            ):
+                return False
+            generation.scores[index] = score
+            if generation.complete:
+                self._busy = True
+                self._cond.notify_all()
+            return True
+
+    def open_generation(self) -> int | None:
+        """The number of the generation waiting for scores, if any."""
+        with self._cond:
+            generation = self._generation
+            return None if generation is None or generation.complete else generation.number
+
+    def in_flight(self) -> list[np.ndarray]:
+        """Candidates handed out whose scores are still missing."""
+        with self._cond:
+            generation = self._generation
+            if generation is None:
+                return []
+            return [
+                vector
+                for vector, handed, score in zip(generation.vectors, generation.handed, generation.scores, strict=True)
+                if handed and score is None
+            ]
+
+    def _main(self) -> None:
+        from scipy.optimize import differential_evolution
+
+        try:
+            while True:
+                differential_evolution(
+                    _never_called,
+                    self._bounds,
+                    rng=np.random.default_rng([self._seed, self._run]),
+                    workers=self._evaluate,
+                    updating="deferred",
+                    polish=False,
+                    integrality=self._integrality,
+                    **self._options,
+                )
+                with self._cond:
+                    self._run += 1
+        except _Stopped:
+            pass
+        except Exception as error:  # noqa: BLE001 -- re-raised to the next trial that asks
+            with self._cond:
+                self._error = error
+        finally:
+            with self._cond:
+                self._generation = None
+                self._busy = False
+                self._cond.notify_all()
+
+    def _evaluate(self, func: Callable[..., float], population: Sequence[np.ndarray]) -> list[float]:
+        """scipy's map-callable: publish the generation, wait until every candidate has a score."""
+        vectors = np.array(population, dtype=float)
+        with self._cond:
+            if self.stopping:
+                raise _Stopped
+            generation = _Generation(self._next_number, self._run, vectors)
+            self._next_number += 1
+            self._answer_from_storage(generation)
+            if not generation.complete:
+                if self.replayed and not self._announced:
+                    self._announced = True
+                    _logger.info(
+                        f"Differential evolution resumed: generations 0-{generation.number - 1} answered from "
+                        f"storage, generation {generation.number} is open."
+                    )
+                self._generation = generation
+                self._busy = False
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: generation.complete or self.stopping)
+                if self.stopping:
+                    raise _Stopped
+                self._generation = None
+            else:
+                self.replayed += 1
+            self._busy = True
+            return [float(score) for score in generation.scores]  # type: ignore[arg-type]
+
+    def _answer_from_storage(self, generation: _Generation) -> None:
+        for index, vector in enumerate(generation.vectors):
+            for stored, score in self._replay.pop((generation.number, index), ()):
+                if _same_vector(stored, vector):
+                    generation.scores[index] = score
+                    break
+
+
+def _never_called(x: np.ndarray) -> float:
+    raise RuntimeError("ScipyDESampler evaluates candidates as trials, never through scipy's func")
+
+
+# -- the study's storage: the one place that reaches into it -------------------------------------
+
+
+def _study_key(study: Study) -> tuple[int, int]:
+    return id(study._storage), study._study_id
+
+
+def _study_attrs(study: Study) -> dict[str, Any]:
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def _set_study_attr(study: Study, key: str, value: Any) -> None:
+    study._storage.set_study_system_attr(study._study_id, key, value)
+
+
+def _set_trial_attrs(study: Study, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+def _finished_copy(
+    study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None, *, reload_attrs: bool
+) -> FrozenTrial:
+    """The trial as it is about to be stored: its state, values and (reloaded) constraints."""
+    finished = copy.copy(trial)
+    finished.state = state
+    finished.values = None if values is None else list(values)
+    if reload_attrs:
+        finished.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
+    return finished
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def _member(system_attrs: Mapping[str, Any], key: Callable[[str], str]) -> tuple[int, int, np.ndarray] | None:
+    generation = system_attrs.get(key("generation"))
+    index = system_attrs.get(key("index"))
+    vector = system_attrs.get(key("vector"))
+    if generation is None or index is None or vector is None:
+        return None
+    return int(generation), int(index), np.asarray(vector, dtype=float)
+
+
+def _same_vector(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=1e-12))
+
+
+def _canonical(codec: VectorCodec, params: Mapping[str, Any]) -> tuple[float, ...]:
+    return tuple(codec.to_vector(params).tolist())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return numeric and math.isfinite(value)
+
+
+def _valid_mutation(mutation: Any) -> bool:
+    if _is_number(mutation):
+        return 0 <= mutation < 2
+    if isinstance(mutation, (tuple, list)) and len(mutation) == 2 and all(_is_number(m) for m in mutation):
+        return all(0 <= m < 2 for m in mutation)
+    return False
+
+
+def _bad(owner: str, name: str, expected: str, got: Any, *, shown: str | None = None) -> None:
+    raise PrunetuneError(f"The {name!r} parameter of {owner} must be {expected}. Got {shown or repr(got)} instead.")
