@@ -1,4 +1,4 @@
-# Two commands do all the set-up: `make demo` runs a real pruning job, `make test` runs the tests.
+# Two commands do all the set-up: `make demo` runs a real pruning search, `make test` runs the tests.
 # Both create .venv and install prunetune into it (pinned by constraints.txt) the first time.
 
 PYTHON ?= python3
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/prunetune demo
+	$(BIN)/prunetune run --run-dir runs/demo
 
 test: $(STAMP)
 	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python -m pytest -q
@@ -28,7 +28,10 @@ test-slow: $(STAMP)
 	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
-	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python benchmarks/zoo_throughput.py
+	$(BIN)/python benchmarks/zoo_throughput.py
+	$(BIN)/python benchmarks/engine_overhead.py
+	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python benchmarks/sample_efficiency.py
+	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python benchmarks/early_stopping.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -139,11 +139,14 @@ def _run_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(commands: argparse._SubParsersAction) -> None:
+def _add_sweep(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "demo",
-        help="train LeNet-5 on the bundled digits, prune it at several ratios, print the trade-off",
-        description="A self-contained pruning run on scikit-learn's bundled digits (no files needed).",
+        "sweep",
+        help="the uniform-ratio baseline: LeNet-5 on the bundled digits pruned at a few ratios",
+        description=(
+            "Train LeNet-5 on scikit-learn's bundled digits, prune every unit at the same ratio for a few "
+            "ratios and criteria, fine-tune briefly, and print accuracy against compression (no files needed)."
+        ),
     )
     parser.add_argument("--ratios", default="0.25,0.5,0.75", help="uniform filter ratios to try (comma-separated)")
     parser.add_argument("--criteria", default="l1,fpgm", help="filter criteria to compare (comma-separated)")
@@ -151,10 +154,10 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=_positive_int, default=None)
-    parser.set_defaults(handler=_run_demo)
+    parser.set_defaults(handler=_run_sweep)
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_sweep(args: argparse.Namespace) -> int:
     from prunetune.demo import run_demo
 
     ratios = _floats(args.ratios, "--ratios")
@@ -297,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prunetune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
-    _add_demo(commands)
+    _add_sweep(commands)
     _add_train(commands)
     _add_prune(commands)
     _add_units(commands)

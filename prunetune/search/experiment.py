@@ -95,9 +95,14 @@ class ObjectiveSection:
 
 @dataclass(frozen=True, kw_only=True)
 class EarlyStoppingSection:
+    """Stop a trial whose accuracy at a step is `margin` below a completed trial's at equal or higher
+    compression; from step `warmup_steps` on (step 0 is right after pruning, before fine-tuning),
+    once `min_completed` trials have completed."""
+
     enabled: bool = True
     margin: float = 0.02
     min_completed: int = 4
+    warmup_steps: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +250,8 @@ def experiment_from_dict(data: Any) -> Experiment:
     _at_least("objective.finetune.epochs", objective.finetune.epochs, 0)
     _at_least("model.train.epochs", experiment.model.train.epochs, 1)
     _at_least("search.early_stopping.margin", search.early_stopping.margin, 0)
+    _at_least("search.early_stopping.warmup_steps", search.early_stopping.warmup_steps, 0)
+    _at_least("search.early_stopping.min_completed", search.early_stopping.min_completed, 1)
     if not experiment.methods:
         raise PrunetuneError("The 'methods' section must name at least one pruning method.")
     for name, options in experiment.methods.items():
