@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import doctest
 import pickle
 import shutil
@@ -21,6 +22,8 @@ from pymoo.algorithms.soo.nonconvex.de import DE
 from pymoo.indicators.hv import HV
 
 from prunetune.errors import PrunetuneError
+from prunetune.search import ledger
+from prunetune.search.ledger import is_interrupted, mark_interrupted
 from prunetune.search.samplers import PymooSampler, _pymoo
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -201,7 +204,9 @@ def test_constraints_stored_by_another_component_are_read() -> None:
         trial.storage.set_trial_system_attr(trial._trial_id, "constraints", (x0 - 0.5, -1.0))
         return x0
 
-    study = optuna.create_study(sampler=PymooSampler(DE(pop_size=6), search_space={"x0": FloatDistribution(0, 1)}))
+    space = {"x0": FloatDistribution(0, 1)}
+    # Seeded: unseeded, about one run in a hundred never proposes an x0 > 0.5 in generation 0.
+    study = optuna.create_study(sampler=PymooSampler(DE(pop_size=6), search_space=space, seed=0))
     study.optimize(objective, n_trials=7)
     x, cv = study.sampler._run._algorithm.pop.get("X", "CV")
     np.testing.assert_allclose(cv[:, 0], np.maximum(x[:, 0] - 0.5, 0.0))
@@ -310,8 +315,8 @@ def test_parallel_optimize_with_two_threads() -> None:
 
 def test_a_new_sampler_on_the_same_storage_continues_the_stored_generations(tmp_path: Path) -> None:
     def run(path: Path, plan: list[int]) -> optuna.Study:
-        storage = f"sqlite:///{path}"
         for n_trials in plan:  # each step is a new process' sampler on the same storage
+            storage = ledger._storage(f"sqlite:///{path}")  # WAL, as a run's ledger
             sampler = PymooSampler(NSGA2(pop_size=8), seed=11)
             study = optuna.create_study(
                 directions=["minimize"] * 2, sampler=sampler, storage=storage, study_name="s", load_if_exists=True
@@ -325,6 +330,71 @@ def test_a_new_sampler_on_the_same_storage_continues_the_stored_generations(tmp_
     assert slots(resumed) == slots(straight) == [(g, i) for g in range(7) for i in range(8)][:55]
     # The second sampler's first trial takes the next free individual of the stored generation 2.
     assert (resumed.trials[23].system_attrs[GENERATION], resumed.trials[23].system_attrs[INDEX]) == (2, 6)
+
+
+@pytest.mark.parametrize("algorithm", [NSGA2(pop_size=6), DE(pop_size=6)], ids=["nsga2", "de"])
+def test_interrupted_trials_are_handed_out_again_not_told_as_failures(
+    algorithm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver dies with two trials of generation 1 running; the resume closes them as interrupted."""
+    directions = ["minimize"] * (2 if isinstance(algorithm, NSGA2) else 1)
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        values = zdt1(trial)
+        return values if len(directions) == 2 else sum(values)
+
+    def sampler() -> PymooSampler:
+        return PymooSampler(copy.deepcopy(algorithm), search_space=FLOATS4, seed=4)
+
+    def by_slot(study: optuna.Study) -> dict[tuple[int, int], dict]:
+        found = {}
+        for trial in study.trials:
+            if GENERATION in trial.system_attrs and not is_interrupted(trial):
+                assert (trial.system_attrs[GENERATION], trial.system_attrs[INDEX]) not in found
+                found[trial.system_attrs[GENERATION], trial.system_attrs[INDEX]] = trial.params
+        return found
+
+    straight = optuna.create_study(directions=directions, sampler=sampler())
+    straight.optimize(objective, n_trials=6 * 4 + 1)  # generations 0-3 told, then (4, 0)
+
+    storage, name = ledger._storage(f"sqlite:///{tmp_path / 'study.db'}"), "s"  # WAL, as a run's ledger
+    study = optuna.create_study(directions=directions, sampler=sampler(), storage=storage, study_name=name)
+    study.optimize(objective, n_trials=6 + 3)  # generation 0, then (1, 0)-(1, 2)
+    abandoned = [study.ask(dict(FLOATS4)) for _ in range(2)]  # (1, 3) and (1, 4): running when the driver dies
+    last = study.ask(dict(FLOATS4))
+    study.tell(last, objective(last))  # (1, 5) finished
+    del study
+
+    told: list[int] = []
+    tell = _pymoo._Run._tell
+
+    def spy(self, ledger, population, trials, stream) -> None:
+        told.extend(trial.number for trial in trials)
+        tell(self, ledger, population, trials, stream)
+
+    monkeypatch.setattr(_pymoo._Run, "_tell", spy)
+    resumed = optuna.load_study(study_name=name, storage=storage, sampler=sampler())
+    assert mark_interrupted(resumed) == [trial.number for trial in abandoned]
+    resumed.optimize(objective, n_trials=2 + 6 * 2 + 1)
+
+    # (a) The interrupted individuals went to the first two new trials: same slot, same vector.
+    for old, new in zip(abandoned, resumed.trials[12:14], strict=True):
+        old = resumed.trials[old.number]
+        assert is_interrupted(old) and old.state == TrialState.FAIL
+        for key in (GENERATION, INDEX, VECTOR):
+            assert new.system_attrs[key] == old.system_attrs[key]
+        assert new.params == old.params and new.state == TrialState.COMPLETE
+    # (b) Every candidate, generations 2-4 included, is the uninterrupted run's.
+    assert by_slot(resumed) == by_slot(straight)
+    assert slots(resumed)[12:14] == [(1, 3), (1, 4)] and slots(resumed)[-1] == (4, 0)
+    # (c) The new sampler told generations 0-3 once each, every trial completed, the interrupted ones never.
+    evaluated = [t.number for t in resumed.trials if not is_interrupted(t)]
+    assert sorted(told) == evaluated[:-1]  # all but (4, 0), whose generation is still open
+    assert len(told) == 24 and not set(told) & {t.number for t in abandoned}
+    ours, theirs = resumed.sampler._run._algorithm, straight.sampler._run._algorithm
+    assert ours.evaluator.n_eval == theirs.evaluator.n_eval == 24
+    np.testing.assert_array_equal(ours.pop.get("F"), theirs.pop.get("F"))
+    assert np.all(ours.pop.get("CV") < _pymoo.FAILED_VIOLATION)
 
 
 def test_resuming_with_another_seed_warns_and_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -27,6 +27,8 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 import prunetune.search.samplers._scipy_de as scipy_de_module
 import prunetune.search.scalarize as scalarize_module
 from prunetune.errors import PrunetuneError
+from prunetune.search import ledger
+from prunetune.search.ledger import is_interrupted, mark_interrupted
 from prunetune.search.samplers import ScipyDESampler
 from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective, WeightedSum
 from prunetune.search.vector import VectorCodec
@@ -411,6 +413,76 @@ def test_a_new_sampler_on_the_same_storage_continues_the_run(tmp_path: Path) -> 
     assert [t.params for t in running[2]] == [got[(2, t.system_attrs[PREFIX + "index"])] for t in running[2]]
     assert [t.number for t in running[2]] == [a.number for a in abandoned]
     second.close()
+
+
+def test_interrupted_trials_are_handed_out_again_not_scored_as_failures(tmp_path: Path) -> None:
+    """The driver dies with two trials of generation 2 running; the resume closes them as interrupted."""
+    size, total = 6, 6 * 5
+    result = PREFIX + "result"
+
+    def by_slot(study: optuna.Study) -> dict[tuple[int, int], tuple[dict[str, Any], float]]:
+        return {
+            (g, t.system_attrs[PREFIX + "index"]): (t.params, t.system_attrs[result])
+            for g, trials in members(study).items()
+            for t in trials
+        }
+
+    reference = optuna.create_study(sampler=ScipyDESampler(seed=7, popsize=3, search_space=FLOATS2))
+    ask_tell(reference, FLOATS2, total)
+    expected = by_slot(reference)
+    reference.sampler.close()  # type: ignore[attr-defined]
+
+    url = ledger._storage(f"sqlite:///{tmp_path / 'study.db'}")  # WAL, as a run's ledger
+    first = ScipyDESampler(seed=7, popsize=3, search_space=FLOATS2)
+    study = optuna.create_study(storage=url, study_name="de", sampler=first)
+    ask_tell(study, FLOATS2, size * 2 + 2)  # generations 0 and 1, then (2, 0) and (2, 1)
+    abandoned = [study.ask(dict(FLOATS2)) for _ in range(2)]  # (2, 2) and (2, 3): running when the driver dies
+    ask_tell(study, FLOATS2, 1)  # (2, 4) finished
+    first.close()
+    del first, study
+
+    second = ScipyDESampler(seed=7, popsize=3, search_space=FLOATS2)
+    resumed = optuna.load_study(study_name="de", storage=url, sampler=second)
+    assert mark_interrupted(resumed) == [trial.number for trial in abandoned]
+    # Generation 2's open candidates, then one more ask: nothing is left to hand out, and the
+    # interrupted trials must not be scored as failures to make room.
+    asked = in_thread(lambda: [resumed.ask(dict(FLOATS2)) for _ in range(4)])
+    for trial in asked:
+        resumed.tell(trial, sphere(trial.params))
+    ask_tell(resumed, FLOATS2, size * 2)
+
+    # (a) The interrupted candidates went to the first two new trials: same slot, same vector.
+    trials = resumed.trials
+    for old, new in zip(abandoned, asked[:2], strict=True):
+        old, new = trials[old.number], trials[new.number]
+        assert is_interrupted(old) and old.state == TrialState.FAIL
+        for key in ("generation", "index", "run", "vector"):
+            assert new.system_attrs[PREFIX + key] == old.system_attrs[PREFIX + key]
+        assert new.params == old.params and new.state == TrialState.COMPLETE
+    assert [trials[t.number].system_attrs.get(PREFIX + "index") for t in asked] == [2, 3, 5, None]
+    # (b) Every candidate and score, generations 3 and 4 included, is the uninterrupted run's.
+    assert by_slot(resumed) == expected
+    assert all(len(ts) == size for ts in members(resumed).values()) and sorted(members(resumed)) == [0, 1, 2, 3, 4]
+    # (c) DE never took a score for an interrupted trial; they are the only failures.
+    failed = [t for ts in members(resumed, (TrialState.FAIL,)).values() for t in ts]
+    assert sorted(t.number for t in failed) == [t.number for t in abandoned]
+    assert not any(result in t.system_attrs for t in failed)
+    assert 2 * DEFAULT_PENALTY not in {score for _, score in by_slot(resumed).values()}
+    second.close()
+
+
+def test_a_trial_interrupted_under_a_live_sampler_keeps_its_candidate_open() -> None:
+    sampler = ScipyDESampler(seed=0, popsize=3, search_space=FLOATS2)
+    study = optuna.create_study(sampler=sampler)
+    running = study.ask(dict(FLOATS2))
+    assert mark_interrupted(study) == [running.number]  # told FAIL through this sampler's after_trial
+    again = in_thread(lambda: study.ask(dict(FLOATS2)))
+    old, new = study.trials[running.number], study.trials[again.number]
+    assert PREFIX + "result" not in old.system_attrs
+    assert (new.system_attrs[PREFIX + "generation"], new.system_attrs[PREFIX + "index"]) == (0, 0)
+    assert new.params == old.params
+    study.tell(again, 0.0)
+    sampler.close()
 
 
 def test_resume_without_a_seed_reuses_the_stored_one(tmp_path: Path) -> None:

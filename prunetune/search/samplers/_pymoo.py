@@ -9,7 +9,9 @@ What each trial records (system attributes, prefixed with the class name): ``gen
 rounding integer coordinates). The study records the ``seed`` and, when it was inferred, the
 ``search_space``. Nothing else is kept: a new sampler on the same storage sets the algorithm up
 again and replays the stored generations (re-ask with the same random stream, put the stored
-vectors in, tell the stored results) to arrive at the state the old one had.
+vectors in, tell the stored results) to arrive at the state the old one had. A trial closed as
+interrupted (``prunetune.search.ledger.mark_interrupted``: its driver died while it ran) was
+never evaluated: its slot is free again and its individual goes to the next trial that asks.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ import copy
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from pymoo.core.problem import Problem
 from pymoo.problems.static import StaticProblem
 
 from prunetune.errors import PrunetuneError
+from prunetune.search.ledger import is_interrupted
 from prunetune.search.vector import VectorCodec
 
 __all__ = ["PymooSampler"]
@@ -76,7 +78,14 @@ class PymooSampler(BaseSampler):
     generation 0 have no parents (they are extra random samples) and are not told; neither are
     extras of algorithms outside pymoo's ``GeneticAlgorithm`` family, whose tells each pair with
     one ask. A trial stuck RUNNING (its process killed) holds its generation open until it is
-    marked failed, e.g. by Optuna's heartbeat and ``fail_stale_trials``.
+    marked failed, e.g. by Optuna's heartbeat and ``fail_stale_trials`` (then told as infeasible),
+    or interrupted.
+
+    Interrupted trials: a trial FAILED with the user attribute ``interrupted``
+    (``prunetune.search.ledger.mark_interrupted``, run when a search resumes after its driver
+    died) measured nothing, so it is not told at all. Its slot is free again: the same individual
+    (generation, index, vector) goes to the next trial that asks, and the run proposes what an
+    uninterrupted one would have. An interrupted extra of a generation already closed is dropped.
 
     Resuming: a new sampler on the same study replays the stored generations (ask with the same
     random stream, set the population's X to the stored vectors, tell the stored results) and
@@ -381,6 +390,8 @@ class _Run:
                 continue
             if other._trial_id == trial._trial_id:
                 return self._stored_vector(ledger, other)
+            if is_interrupted(other):
+                continue  # never evaluated: its individual is free again
             slots[slot] = other
         self._catch_up(ledger, slots)
         generation = self._closed
@@ -438,8 +449,8 @@ class _Run:
             source = self._algorithm
         else:
             source = copy.deepcopy(self._snapshots[generation])
-        with _seeded(source, [self._seed, _ASK, generation, number]):
-            population = source.ask()
+        _reseed(source, [self._seed, _ASK, generation, number])
+        population = source.ask()
         if population is None or len(population) == 0:
             # The algorithm could not breed (e.g. duplicate elimination left nothing): random
             # vectors keep the study going; the algorithm is not told about them.
@@ -469,8 +480,8 @@ class _Run:
         f, g = self._outcomes(trials)
         population.set("X", np.array([self._evaluated_vector(ledger, trial) for trial in trials]))
         self._algorithm.evaluator.eval(StaticProblem(self._problem, F=f, G=g), population)
-        with _seeded(self._algorithm, [self._seed, *stream]):
-            self._algorithm.tell(infills=population)
+        _reseed(self._algorithm, [self._seed, *stream])
+        self._algorithm.tell(infills=population)
 
     def _outcomes(self, trials: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
         """F (minimised) and G ([Optuna's violation, failure]) for the trials, row by row."""
@@ -530,24 +541,10 @@ class _VectorProblem(Problem):
         raise PrunetuneError("PymooSampler's problem is evaluated by Optuna trials, not by pymoo.")
 
 
-@contextmanager
-def _seeded(algorithm: Algorithm, entropy: list[int]) -> Iterator[None]:
-    """Give the algorithm a random stream of its own for one call.
-
-    pymoo >= 0.6.2 draws from ``algorithm.random_state``; older versions draw from numpy's global
-    generator, which is then seeded for the call and restored afterwards.
-    """
-    rng = np.random.default_rng(entropy)
-    if hasattr(algorithm, "random_state"):
-        algorithm.random_state = rng
-        yield
-        return
-    saved = np.random.get_state()
-    np.random.seed(int(rng.integers(2**32)))
-    try:
-        yield
-    finally:
-        np.random.set_state(saved)
+def _reseed(algorithm: Algorithm, entropy: list[int]) -> None:
+    """Give the algorithm a random stream of its own for the next call (pymoo >= 0.6.2 draws every
+    random number of ``ask`` and ``tell`` from ``algorithm.random_state``)."""
+    algorithm.random_state = np.random.default_rng(entropy)
 
 
 def _slot(ledger: _Ledger, trial: FrozenTrial) -> tuple[int, int] | None:

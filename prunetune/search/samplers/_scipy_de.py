@@ -10,7 +10,9 @@ What each trial records (system attributes, prefixed with the class name): ``gen
 ``index`` within it, ``run`` (the DE restart it belongs to), ``vector`` (the candidate as scipy
 saw it) and, once scipy has taken it, ``result`` (the score it was told). A new sampler on the
 same storage re-runs DE from the same seed and answers every generation it finds there from these
-records, so it continues where the old one stopped.
+records, so it continues where the old one stopped. A trial closed as interrupted
+(``prunetune.search.ledger.mark_interrupted``: its driver died while it ran) measured nothing: its
+candidate is still open and goes to the next trial that asks.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import PrunetuneError
+from prunetune.search.ledger import is_interrupted
 from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective
 from prunetune.search.vector import VectorCodec
 
@@ -88,7 +91,8 @@ class ScipyDESampler(BaseSampler):
     is still an ordinary trial of the study. ``sample_relative`` never waits for a trial's result.
     Before falling back, it scores finished trials of the open generation that never reached
     ``after_trial`` (failed as stale by Optuna's heartbeat, or told elsewhere), so they cannot
-    hold a generation open for good. A trial asked and never told does hold it open.
+    hold a generation open for good. A trial asked and never told does hold it open; closed as
+    interrupted, it gives its candidate back.
 
     Stopping. When scipy's DE converges (``tol``) or reaches ``maxiter`` generations, a new DE run
     starts from a fresh population drawn with the next seed of the sequence ``(seed, run)``;
@@ -98,8 +102,12 @@ class ScipyDESampler(BaseSampler):
     the seed drawn by the first sampler is kept in the study's system attributes) and answers each
     generation from the trials stored for it, checking each stored vector against scipy's. In a
     generation the old driver left half done, the finished trials are reused and the candidates of
-    the others (still RUNNING, or never asked) are handed out again to new trials. One driver
-    process per study: two live samplers on one study would hand out the same candidates.
+    the others (still RUNNING, interrupted, or never asked) are handed out again to new trials, with
+    the same generation, index and vector. An interrupted trial (FAILED with the user attribute
+    ``interrupted``, as ``prunetune.search.ledger.mark_interrupted`` closes the trials a dead driver
+    left running) is never scored: unlike an ordinary failure it does not count as ``2e9``, so the
+    resumed run proposes what an uninterrupted one would have. One driver process per study: two
+    live samplers on one study would hand out the same candidates.
 
     Args:
         search_space: The relative search space; ``None`` infers it from the first finished trial.
@@ -189,9 +197,9 @@ class ScipyDESampler(BaseSampler):
         if codec.size == 0:
             return codec.to_params(np.empty(0))
         engine = self._engine_for(study, space, codec)
-        member = engine.take(_READY_TIMEOUT_S)
+        member = engine.take(_READY_TIMEOUT_S, trial._trial_id)
         if member is None and self._collect_missed(study, engine):
-            member = engine.take(_READY_TIMEOUT_S)
+            member = engine.take(_READY_TIMEOUT_S, trial._trial_id)
         if member is None:
             return self._sample_outside(study, trial, space, codec, engine)
         generation, run, index, vector = member
@@ -207,7 +215,7 @@ class ScipyDESampler(BaseSampler):
                 },
             )
         except Exception:
-            engine.release(generation, index)
+            engine.release(generation, index, trial._trial_id)
             raise
         return codec.to_params(vector)
 
@@ -230,6 +238,9 @@ class ScipyDESampler(BaseSampler):
         if engine is None or member is None:
             return
         generation, index, vector = member
+        if is_interrupted(trial):  # it measured nothing: its candidate goes to the next trial
+            engine.release(generation, index, trial._trial_id)
+            return
         finished = _finished_copy(study, trial, state, values, reload_attrs=self._constraints_func is not None)
         score = self._score(study, finished)
         if engine.deliver(generation, index, vector, score):
@@ -337,13 +348,13 @@ class ScipyDESampler(BaseSampler):
         """What storage says about each (generation, index): candidate vectors and their scores.
 
         A trial whose score scipy took (``result``) comes first; a trial that finished without one
-        (its sampler died first) is scored now; RUNNING trials count as never asked.
+        (its sampler died first) is scored now; RUNNING and interrupted trials count as never asked.
         """
         found: dict[tuple[int, int], list[tuple[int, int, np.ndarray, float]]] = {}
         result_key = self._key("result")
         for trial in study.get_trials(deepcopy=False):
             member = _member(trial.system_attrs, self._key)
-            if member is None or member[2].shape != (codec.size,):
+            if member is None or member[2].shape != (codec.size,) or is_interrupted(trial):
                 continue
             generation, index, vector = member
             if result_key in trial.system_attrs:
@@ -376,6 +387,8 @@ class ScipyDESampler(BaseSampler):
         Optuna's heartbeat fails stale trials without calling the sampler, and another process
         may tell a trial this sampler handed out; without this, their slots would hold the
         generation open for good. Runs only when a trial finds nothing left to hand out.
+        Interrupted trials are left out: they measured nothing, and their candidates are (or were)
+        handed out again.
         """
         number = engine.open_generation()
         if number is None:
@@ -384,7 +397,7 @@ class ScipyDESampler(BaseSampler):
         delivered = False
         for trial in study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.FAIL)):
             member = _member(trial.system_attrs, self._key)
-            if member is None or member[0] != number or result_key in trial.system_attrs:
+            if member is None or member[0] != number or result_key in trial.system_attrs or is_interrupted(trial):
                 continue
             # A finished trial cannot take a new attribute; a resume scores it the same way again.
             delivered |= engine.deliver(*member, self._score(study, trial))
@@ -467,7 +480,7 @@ class _Generation:
         self.number = number
         self.run = run
         self.vectors = vectors
-        self.handed = [False] * len(vectors)
+        self.holders: list[int | None] = [None] * len(vectors)  # the trial (id) each candidate went to
         self.scores: list[float | None] = [None] * len(vectors)
 
     @property
@@ -475,8 +488,8 @@ class _Generation:
         return all(score is not None for score in self.scores)
 
     def open_index(self) -> int | None:
-        for index, (handed, score) in enumerate(zip(self.handed, self.scores, strict=True)):
-            if not handed and score is None:
+        for index, (holder, score) in enumerate(zip(self.holders, self.scores, strict=True)):
+            if holder is None and score is None:
                 return index
         return None
 
@@ -520,8 +533,9 @@ class _Engine:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(_JOIN_TIMEOUT_S)
 
-    def take(self, timeout: float) -> tuple[int, int, int, np.ndarray] | None:
-        """Hand out the next open candidate: (generation, run, index, vector), or None if none is open."""
+    def take(self, timeout: float, holder: int) -> tuple[int, int, int, np.ndarray] | None:
+        """Hand out the next open candidate to trial ``holder``: (generation, run, index, vector), or
+        None if none is open."""
         with self._cond:
             ready = self._cond.wait_for(lambda: not self._busy, timeout)
             if self._error is not None:
@@ -534,15 +548,22 @@ class _Engine:
             index = generation.open_index()
             if index is None:
                 return None
-            generation.handed[index] = True
+            generation.holders[index] = holder
             return generation.number, generation.run, index, generation.vectors[index].copy()
 
-    def release(self, generation_number: int, index: int) -> None:
-        """Put a handed-out candidate back (its trial could not record it)."""
+    def release(self, generation_number: int, index: int, holder: int) -> None:
+        """Put a candidate back that went to trial ``holder`` (which could not record it, or was
+        interrupted); nothing changes if the candidate is no longer that trial's."""
         with self._cond:
             generation = self._generation
-            if generation is not None and generation.number == generation_number:
-                generation.handed[index] = False
+            if (
+                generation is not None
+                and generation.number == generation_number
+                and 0 <= index < len(generation.holders)
+                and generation.holders[index] == holder
+                and generation.scores[index] is None
+            ):
+                generation.holders[index] = None
 
     def deliver(self, generation_number: int, index: int, vector: np.ndarray, score: float) -> bool:
         """Give a candidate its score; False if scipy no longer waits for it (then nothing changes)."""
@@ -576,8 +597,8 @@ class _Engine:
                 return []
             return [
                 vector
-                for vector, handed, score in zip(generation.vectors, generation.handed, generation.scores, strict=True)
-                if handed and score is None
+                for vector, holder, score in zip(generation.vectors, generation.holders, generation.scores, strict=True)
+                if holder is not None and score is None
             ]
 
     def _main(self) -> None:
