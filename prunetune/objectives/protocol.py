@@ -19,21 +19,16 @@ keep models and data as plain attributes, with no open files, threads or lambdas
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
 import math
-import re
-import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from numbers import Real
-from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from prunetune.errors import PrunetuneError
 from prunetune.pruners import Plan
+from prunetune.user_code import accepted_keywords, load_reference
 
 __all__ = [
     "DIRECTION_NAMES",
@@ -150,90 +145,35 @@ def load_objective(
     path, so objectives defined in it pickle within this process; worker processes that cannot
     import that name need it pickled by value (cloudpickle's ``register_pickle_by_value``).
     """
-    if not isinstance(spec, str) or ":" not in spec:
-        raise PrunetuneError(
-            f"An objective is named 'module:attribute' or 'path/to/file.py:attribute'. Got {spec!r} instead."
-        )
-    where, _, attribute = spec.rpartition(":")
-    if not where or not attribute:
-        raise PrunetuneError(
-            f"An objective is named 'module:attribute' or 'path/to/file.py:attribute'. Got {spec!r} instead."
-        )
-    module = _import_file(where, spec) if _is_path(where) else _import_module(where, spec)
-    target: Any = module
-    for part in attribute.split("."):
-        if not part or not hasattr(target, part):
-            raise PrunetuneError(f"Objective {spec!r}: {where} has no attribute {attribute!r}.")
-        target = getattr(target, part)
+    target, _ = load_reference(spec, label="objective", callable_only=True)
     if inspect.isclass(target):
-        offered = {key: value for key, value in (context or {}).items() if key not in kwargs and _accepts(target, key)}
+        # Context goes only where the constructor takes it by name or through **kwargs.
+        names, any_keyword = accepted_keywords(target) or (frozenset(), False)
+        offered = {
+            key: value
+            for key, value in (context or {}).items()
+            if key not in kwargs and (any_keyword or key in names)
+        }
         try:
             objective = target(**offered, **kwargs)
         except TypeError as error:
-            raise PrunetuneError(f"Objective {spec!r} could not be built with {sorted(kwargs)}: {error}") from error
-    elif callable(target):
+            raise PrunetuneError(f"The objective {spec!r} could not be built with {sorted(kwargs)}: {error}") from error
+    else:
         if kwargs:
             raise PrunetuneError(
-                f"Objective {spec!r} is a function; it takes no arguments from the experiment file. "
+                f"The objective {spec!r} is a function; it takes no arguments from the experiment file. "
                 f"Got {', '.join(sorted(kwargs))}."
             )
         objective = target
-    else:
-        raise PrunetuneError(f"Objective {spec!r} must be a class or a function. Got {type(target).__name__} instead.")
     if not callable(objective):
-        raise PrunetuneError(f"Objective {spec!r}: an instance of {target.__name__} is not callable (no __call__).")
+        raise PrunetuneError(f"The objective {spec!r}: an instance of {target.__name__} is not callable (no __call__).")
     own = getattr(objective, "directions", None)
     if directions is None and own is None:
         raise PrunetuneError(
-            f"Objective {spec!r} has no 'directions' attribute: give its metrics' directions "
+            f"The objective {spec!r} has no 'directions' attribute: give its metrics' directions "
             f"('maximize' or 'minimize') in the experiment file."
         )
     if directions is None:
         check_directions(own, owner=repr(spec))
         return objective
     return FunctionObjective(function=objective, directions=check_directions(directions, owner=repr(spec)))
-
-
-def _accepts(cls: type, name: str) -> bool:
-    """Whether `cls(name=...)` is a keyword its constructor takes."""
-    try:
-        parameters = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY) for p in parameters)
-
-
-def _is_path(where: str) -> bool:
-    return where.endswith(".py") or "/" in where or "\\" in where
-
-
-def _import_module(name: str, spec: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise PrunetuneError(f"Objective {spec!r}: cannot import module {name!r} ({error}).") from error
-
-
-def _import_file(where: str, spec: str) -> Any:
-    path = Path(where).expanduser()
-    if not path.is_file():
-        raise PrunetuneError(f"Objective {spec!r}: no such file {where}.")
-    path = path.resolve()
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    name = f"prunetune_user_objective_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise PrunetuneError(f"Objective {spec!r}: {where} cannot be imported as a Python file.")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except BaseException as error:
-        # A half-executed module must not be found by the next attempt.
-        del sys.modules[name]
-        if isinstance(error, ImportError):
-            raise PrunetuneError(f"Objective {spec!r}: importing {where} failed ({error}).") from error
-        raise
-    return module

@@ -22,14 +22,9 @@ from typing import Any
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.user_code import accepted_keywords, load_reference
 from prunetune.zoo.models._common import check_positive_int, owner_name
-from prunetune.zoo.models._external import (
-    TORCHVISION_PREFIX,
-    build_from_callable,
-    build_torchvision,
-    callable_parameters,
-    load_callable,
-)
+from prunetune.zoo.models._external import TORCHVISION_PREFIX, build_from_callable, build_torchvision
 from prunetune.zoo.models.alexnet import AlexNet
 from prunetune.zoo.models.autoencoder import Autoencoder
 from prunetune.zoo.models.lenet import LeNet5, LeNet300100
@@ -229,8 +224,9 @@ def resolve_model_kwargs(name: str, input_shape: Sequence[int], num_classes: int
         return {"num_classes": num_classes}
 
     if ":" in canonical:
-        function, _ = load_callable(canonical)
-        accepted, any_keyword = callable_parameters(function)
+        function, _ = load_reference(canonical, label="model", callable_only=True)
+        # Not introspectable (some builtins): offer everything and let the call decide.
+        accepted, any_keyword = accepted_keywords(function) or (frozenset(), True)
         offered: dict[str, Any] = {"num_classes": num_classes}
         offered.update(_data_kwargs("image" if len(shape) == 3 else "flat", shape, canonical))
         if "in_features" in accepted and "in_features" not in offered:
