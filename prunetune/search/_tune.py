@@ -5,8 +5,11 @@ Imported only when a search runs on Ray, so the rest of prunetune starts without
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +21,12 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from prunetune.search.goals import Goals
-from prunetune.search.ledger import ATTR_ATTEMPTS, record_outcome
+from prunetune.search.ledger import ATTR_ATTEMPTS, generation_of, record_outcome
 from prunetune.search.progress import Progress
 from prunetune.search.space import SearchSpace
 from prunetune.search.trial import run_trial
 
-__all__ = ["ErrorLog", "LedgerSearcher", "StopScheduler", "trainable"]
+__all__ = ["ErrorLog", "LedgerSearcher", "StopScheduler", "trainable", "trial_dirname"]
 
 
 class _DriverOnly:
@@ -39,15 +42,28 @@ class _DriverOnly:
         self.__dict__.update(state)
 
 # Tune flattens nested results for searchers; these travel as JSON text instead.
-VALUES, OUTCOME = "prunetune_values", "prunetune_outcome"
+VALUES, OUTCOME, WHERE = "prunetune_values", "prunetune_outcome", "prunetune_where"
+STEP_WHERE, STEP_OUTCOME = -2, -1
 STOPPED_REASON = "stopped early: dominated by a completed trial at equal or higher compression"
+REASON_CHARS = 400
+GATE_POLL_SECONDS = 0.05
 
 
-def trainable(config: dict[str, Any], objective: Any = None, space: SearchSpace | None = None, threads: int = 1) -> None:
-    """What a Ray worker runs for one trial: intermediate reports, then the outcome as the last result."""
+def trainable(
+    config: dict[str, Any], objective: Any = None, space: SearchSpace | None = None, threads: int = 1, gate: Any = None
+) -> None:
+    """What a Ray worker runs for one trial: where it runs, intermediate reports, then the outcome.
+
+    A trial of a later generation first waits at the generation `gate`. The first report says which
+    node runs the trial and since when, so the ledger has them even for a trial that never sends its
+    outcome (stopped early by the driver, or its worker lost).
+    """
     import ray
 
+    if gate is not None and config.get("generation") is not None:
+        _wait_at(gate, int(config["generation"]))
     node = ray.get_runtime_context().get_node_id()
+    tune.report({"step": STEP_WHERE, WHERE: json.dumps({"node": node, "hostname": socket.gethostname(), "started": time.time()})})
     outcome = run_trial(
         objective,
         space,
@@ -56,51 +72,98 @@ def trainable(config: dict[str, Any], objective: Any = None, space: SearchSpace 
         node=node,
         sink=lambda step, values: tune.report({"step": step, VALUES: json.dumps({k: float(v) for k, v in values.items()})}),
     )
-    outcome["log"] = tune.get_context().get_trial_dir()
-    tune.report({"step": -1, OUTCOME: json.dumps(outcome)})
+    tune.report({"step": STEP_OUTCOME, OUTCOME: json.dumps(outcome)})
+
+
+def _wait_at(gate: Any, generation: int) -> None:
+    """Until the driver opens `generation`; a gate that cannot be reached lets the trial through."""
+    import ray
+
+    while True:
+        try:
+            if ray.get(gate.get.remote()) >= generation:
+                return
+        except ray.exceptions.RayError:
+            return  # batching is an ordering of the search, never a reason for a trial to fail
+        time.sleep(GATE_POLL_SECONDS)
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's folder for a trial, named by its number in the study (`trial-00007`)."""
+    number = trial.config.get("number") if isinstance(trial.config, Mapping) else None
+    return f"trial-{number:05d}" if isinstance(number, int) else f"trial-{trial.trial_id}"
 
 
 class ErrorLog(_DriverOnly, tune.Callback):
-    """Keeps why a trial's worker failed and how often it was retried, for the ledger."""
+    """Keeps, for the ledger, each trial's Tune folder, why its worker failed and how often it was retried."""
 
     def __init__(self) -> None:
-        self.reasons: dict[str, str] = {}
+        self.trials: dict[str, Any] = {}
         self.attempts: dict[str, int] = {}
         self.lock = threading.Lock()
 
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        with self.lock:
+            self.trials[trial.trial_id] = trial
+
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self.lock:
+            self.trials[trial.trial_id] = trial
             self.attempts[trial.trial_id] = self.attempts.get(trial.trial_id, 1) + 1
 
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        with self.lock:
-            self.reasons[trial.trial_id] = _error_text(trial)
-
     def reason(self, trial_id: str) -> str:
+        """Why the trial's worker failed; Tune writes the error file before it tells the searcher."""
         with self.lock:
-            return self.reasons.get(trial_id, "the trial's worker failed and its retries ran out")
+            trial = self.trials.get(trial_id)
+        if trial is None:
+            return "the trial's worker failed and its retries ran out"
+        return _error_text(trial)
+
+    def path(self, trial_id: str) -> str | None:
+        """The trial's folder under the run folder (params, results, errors), once the trial started."""
+        with self.lock:
+            trial = self.trials.get(trial_id)
+        try:
+            return str(trial.path) if trial is not None and trial.path else None
+        except Exception:  # noqa: BLE001 - a trial without storage has no folder; the ledger goes on
+            return None
 
 
 def _error_text(trial: Any) -> str:
     path = getattr(trial, "error_file", None) or ""
     try:
-        lines = Path(path).read_text().strip().splitlines() if path else []
+        text = Path(path).read_text() if path else ""
     except OSError:
-        lines = []
-    return "worker failed after retries: " + (lines[-1] if lines else "no error text")
+        text = ""
+    # The file holds one block per failure ("Failure # N (occurred at ...)"); the last one is why it ended.
+    block = text.rsplit("Failure # ", 1)[-1].strip().splitlines()[1:] if text.strip() else []
+    lines = [line.strip() for line in block if line.strip() and not line.startswith((" ", "\t"))]
+    detail = next((line for line in reversed(lines) if ":" in line and "Error" in line.split(":", 1)[0]), None)
+    detail = (detail or (lines[-1] if lines else "no error text")).split(" Some common causes", 1)[0]
+    if len(detail) > REASON_CHARS:
+        detail = detail[: REASON_CHARS - 3] + "..."
+    return "worker failed after retries: " + detail
 
 
 @dataclass
 class _Live:
     trial: optuna.trial.Trial
+    generation: int | None = None
     curve: dict[str, dict[str, float]] = field(default_factory=dict)
+    where: dict[str, Any] = field(default_factory=dict)
+    launched: float = 0.0
 
 
 class LedgerSearcher(_DriverOnly, Searcher):
     """Ray Tune's searcher, backed by the study: asks it for trials, tells it their outcomes.
 
-    With `batch` set, at most `batch` trials start before all of them have finished, so a
-    population sampler's generation runs as one batch.
+    With `batch` set, a population sampler's generations run as whole batches: a trial of a later
+    generation starts only once every trial of the earlier ones has finished. The generation is the
+    one the sampler gave the trial (its `<Sampler>:generation` system attribute). With a `gate`, such
+    a trial goes to Tune at once and waits in its worker until the driver opens its generation (Tune
+    keeps its workers busy rather than ending idle ones); without one, it waits here, asked, until the
+    earlier generations are done. Samplers that keep no generation fall back to at most `batch`
+    trials started before all of them have finished.
     """
 
     def __init__(
@@ -113,11 +176,14 @@ class LedgerSearcher(_DriverOnly, Searcher):
         progress: Progress,
         errors: ErrorLog,
         batch: int | None = None,
+        gate: Any = None,
     ) -> None:
         super().__init__()
         self.study, self.space, self.goals = study, space, goals
         self.n_trials, self.progress, self.errors, self.batch = n_trials, progress, errors, batch
+        self.gate, self.gate_open = gate, -1
         self.live: dict[str, _Live] = {}
+        self.pending: _Live | None = None
         self.stopped: set[str] = set()
         self.launched = 0
         self.in_batch = 0
@@ -126,22 +192,48 @@ class LedgerSearcher(_DriverOnly, Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.launched >= self.n_trials:
-            return Searcher.FINISHED
+        if self.pending is None:
+            if self.launched >= self.n_trials:
+                return Searcher.FINISHED
+            trial = self.study.ask()
+            self.space.suggest(trial)
+            self.launched += 1
+            self.pending = _Live(trial, generation=generation_of(self.study, trial) if self.batch else None)
+        if self.batch and not self._may_start(self.pending):
+            return None  # an earlier generation is still running
+        live, self.pending = self.pending, None
+        live.launched = time.time()
+        self.live[trial_id] = live
+        self.in_batch += 1
+        config = {"params": live.trial.params, "number": live.trial.number}
+        if self.gate is not None and live.generation is not None:
+            config["generation"] = live.generation
+            self._open_gate()
+        return config
+
+    def _open_gate(self) -> None:
+        """Open the oldest generation still running (or waiting): its trials run, later ones wait."""
+        generations = [live.generation for live in self.live.values() if live.generation is not None]
+        if generations and min(generations) != self.gate_open:
+            self.gate_open = min(generations)
+            self.gate.set.remote(self.gate_open)
+
+    def _may_start(self, pending: _Live) -> bool:
+        if pending.generation is not None:
+            if self.gate is not None:
+                return True  # it waits at the gate, in its worker
+            return all(live.generation is None or live.generation >= pending.generation for live in self.live.values())
         if self.batch and self.in_batch >= self.batch:
             if self.live:
-                return None  # the generation is still running
+                return False
             self.in_batch = 0
-        trial = self.study.ask()
-        self.space.suggest(trial)
-        self.live[trial_id] = _Live(trial)
-        self.launched += 1
-        self.in_batch += 1
-        return {"params": trial.params, "number": trial.number}
+        return True
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         live = self.live.get(trial_id)
-        step, values = result.get("step"), result.get(VALUES)
+        step, values, where = result.get("step"), result.get(VALUES), result.get(WHERE)
+        if live is not None and isinstance(where, str):
+            live.where = json.loads(where)
         if live is not None and isinstance(step, int) and step >= 0 and isinstance(values, str):
             live.curve[str(step)] = json.loads(values)
 
@@ -151,6 +243,8 @@ class LedgerSearcher(_DriverOnly, Searcher):
         live = self.live.pop(trial_id, None)
         if live is None:
             return
+        if self.gate is not None:
+            self._open_gate()
         text = (result or {}).get(OUTCOME)
         outcome: Mapping[str, Any] | None = json.loads(text) if isinstance(text, str) else None
         if error:
@@ -158,12 +252,31 @@ class LedgerSearcher(_DriverOnly, Searcher):
         elif outcome is None:
             last = live.curve[max(live.curve, key=int)] if live.curve else {}
             outcome = {"status": "pruned", "reason": STOPPED_REASON, "metrics": last, "curve": live.curve}
-        attempts = self.errors.attempts.get(trial_id)
-        if attempts:
-            outcome = {**outcome, ATTR_ATTEMPTS: attempts}
+        outcome = self._with_context(trial_id, live, outcome)
         state = record_outcome(self.study, live.trial, outcome, self.goals)
         metrics = outcome.get("metrics") or {}
         self.progress.trial_finished(self.study, live.trial.number, state, metrics, feasible=self.goals.feasible(metrics))
+
+    def _with_context(self, trial_id: str, live: _Live, outcome: Mapping[str, Any]) -> dict[str, Any]:
+        """What the driver knows of a trial that the worker could not send (stopped early, worker lost)."""
+        outcome = dict(outcome)
+        if outcome.get("plan") is None:
+            with contextlib.suppress(Exception):  # a plan that cannot be built failed in the worker too
+                outcome["plan"] = self.space.plan(live.trial.params).to_dict()
+        for key in ("node", "hostname"):
+            if outcome.get(key) is None and live.where.get(key) is not None:
+                outcome[key] = live.where[key]
+        if outcome.get("times") is None:
+            started = float(live.where.get("started") or live.launched)
+            finished = time.time()
+            outcome["times"] = {"started": started, "finished": finished, "seconds": finished - started}
+        path = self.errors.path(trial_id)
+        if path is not None:
+            outcome["log"] = path
+        attempts = self.errors.attempts.get(trial_id)
+        if attempts:
+            outcome[ATTR_ATTEMPTS] = attempts
+        return outcome
 
 
 class StopScheduler(_DriverOnly, FIFOScheduler):

@@ -8,6 +8,7 @@ and cluster addresses; the study stays the one source of truth for resume.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import logging
 import os
@@ -94,6 +95,20 @@ def _ship_by_value(objective: object) -> list[str]:
     return registered
 
 
+def _start_gate() -> object:
+    """The generation gate's actor, on this (the driver's) node, taking no CPU from the trials."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from prunetune.search._gate import Gate
+
+    options: dict[str, object] = {"num_cpus": 0}
+    with contextlib.suppress(Exception):  # anywhere will do where the driver's node is not known
+        node = ray.get_runtime_context().get_node_id()
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+    return ray.remote(Gate).options(**options).remote()
+
+
 @dataclass(kw_only=True)
 class RayExecutor:
     """Trials on Ray workers, scheduled by Ray Tune with the study as its searcher.
@@ -104,8 +119,10 @@ class RayExecutor:
         threads: Torch CPU threads inside each trial (default: its CPUs, at least one).
         address: None starts Ray on this machine; 'auto' or 'ray://host:port' joins a cluster.
         retries: How often a trial whose worker died is started again before it counts as failed.
-        population_size: With `batch_generations`, trials are started a whole generation at a time.
-        log_dir: Where Ray Tune keeps per-trial folders (stdout, stderr, results).
+        population_size: With `batch_generations`, a generation's trials run only once every earlier
+            generation's have finished (they wait in their workers, at a gate the driver opens).
+        log_dir: Where Ray Tune keeps a folder per trial (`<attempt>/trial-00007`: params, results,
+            errors); the ledger's `log` attribute names it.
     """
 
     workers: int = 2
@@ -133,29 +150,38 @@ class RayExecutor:
         import ray
         from ray import tune
 
-        from prunetune.search._tune import ErrorLog, LedgerSearcher, StopScheduler, trainable
+        from prunetune.search._tune import (
+            ErrorLog,
+            LedgerSearcher,
+            StopScheduler,
+            trainable,
+            trial_dirname,
+        )
 
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
         started_here = not ray.is_initialized()
         if started_here:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        batch = self.population_size if self.batch_generations else None
+        gate = None
         try:
             errors = ErrorLog()
+            gate = _start_gate() if batch else None
             searcher = LedgerSearcher(
                 study=study, space=space, goals=goals, n_trials=n_trials, progress=progress, errors=errors,
-                batch=self.population_size if self.batch_generations else None,
+                batch=batch, gate=gate,
             )
             scheduler = StopScheduler(searcher=searcher, rule=stop_rule)
             threads = self.threads or max(1, int(self.cpus_per_trial))
             _ship_by_value(objective)
             # Base weights and data go into Ray's object store once, not once per trial.
-            work = tune.with_parameters(trainable, objective=objective, space=space, threads=threads)
+            work = tune.with_parameters(trainable, objective=objective, space=space, threads=threads, gate=gate)
             resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
             tuner = tune.Tuner(
                 tune.with_resources(work, resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher, scheduler=scheduler, num_samples=n_trials,
-                    max_concurrent_trials=self.workers, reuse_actors=True,
+                    max_concurrent_trials=self.workers, reuse_actors=True, trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
                     name=time.strftime("attempt-%Y%m%d-%H%M%S"),
@@ -168,5 +194,7 @@ class RayExecutor:
             )
             tuner.fit()
         finally:
+            if gate is not None and ray.is_initialized():
+                ray.kill(gate)
             if started_here:
                 ray.shutdown()

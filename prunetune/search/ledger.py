@@ -30,6 +30,7 @@ __all__ = [
     "RunLock",
     "STUDY_NAME",
     "finished_trials",
+    "generation_of",
     "is_interrupted",
     "mark_interrupted",
     "open_study",
@@ -107,6 +108,13 @@ def open_study(
             "use another run folder for other objectives."
         )
     return study
+
+
+def generation_of(study: optuna.Study, trial: optuna.trial.Trial) -> int | None:
+    """The generation a population sampler gave `trial` (its `<Sampler>:generation` system attribute), if any."""
+    key = f"{type(study.sampler).__name__}:generation"
+    generation = study._storage.get_trial_system_attrs(trial._trial_id).get(key)
+    return generation if isinstance(generation, int) else None
 
 
 def is_interrupted(trial: FrozenTrial) -> bool:

@@ -42,6 +42,10 @@ __all__ = ["build_objective", "front_rows", "preflight", "prepare_base", "run_ex
 UNCONSTRAINED_LEARNERS = ("cmaes",)
 CONSTRAINT_PENALTY = 1.0
 
+#: Optuna samplers that keep their random stream only in memory (not in the study): on resume they
+#: are seeded afresh from the seed and the number of trials already in the ledger.
+RESEED_ON_RESUME = ("tpe", "nsga2", "gp", "cmaes", "random")
+
 #: What must not change between a run and its resume: it defines what the trials mean.
 ESSENTIAL = ("model", "data", "methods", "objective")
 
@@ -139,11 +143,20 @@ def build_objective(experiment: Experiment, base: nn.Module, data: DataSplits) -
     return load_objective(section.type, directions=section.directions or None, context=common, **section.options)
 
 
-def dominance_rule(study: optuna.Study, margin: float, min_completed: int) -> StopRule:
+def resume_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler seed of a run resumed after `trials_so_far` trials: deterministic, and not `seed`."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed % 2**32, trials_so_far]).generate_state(1)[0])
+
+
+def dominance_rule(study: optuna.Study, margin: float, min_completed: int, warmup_steps: int = 0) -> StopRule:
     """Early stopping from the ledger: completed trials' compressions and accuracy curves."""
     from prunetune.search.early_stopping import dominated
 
     def rule(compression: float, step: int, accuracy: float) -> bool:
+        if step < warmup_steps:
+            return False
         history = [
             (float(t.user_attrs[ATTR_METRICS]["compression"]), _accuracy_curve(t.user_attrs.get(ATTR_CURVE, {})))
             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -179,14 +192,23 @@ def run_experiment(
         example = torch.zeros(1, *data.input_shape)
         space = SearchSpace.for_model(base, example, experiment.methods)
         search = experiment.search
-        sampler = create_sampler(
-            search.sampler,
-            seed=experiment.seed,
-            n_objectives=len(goals.objectives),
-            search_space=space.distributions,
-            options=search.sampler_options,
-        )
+
+        def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
+            return create_sampler(
+                search.sampler,
+                seed=seed,
+                n_objectives=len(goals.objectives),
+                search_space=space.distributions,
+                options=search.sampler_options,
+            )
+
+        sampler = make_sampler(experiment.seed)
         study = open_study(storage_url(run_dir, experiment.storage), goals=goals, sampler=sampler)
+        before = len(study.get_trials(deepcopy=False))
+        if before and search.sampler in RESEED_ON_RESUME:
+            # Restarted on its seed, such a sampler replays its random stream from the start and hands
+            # out the plans of the first run again: go on with a stream drawn from the seed and the ledger.
+            sampler = study.sampler = make_sampler(resume_seed(experiment.seed, before))
         interrupted = mark_interrupted(study)
         done = len(finished_trials(study))
         remaining = max(search.trials - done, 0)
@@ -195,7 +217,7 @@ def run_experiment(
         echo(f"search: {len(space)} parameters ({', '.join(space.methods)}), sampler {search.sampler}, {search.trials} trials")
         progress = Progress(total=search.trials, done=done, echo=echo, study=study)
         stopping = search.early_stopping
-        rule = dominance_rule(study, stopping.margin, stopping.min_completed) if stopping.enabled else None
+        rule = dominance_rule(study, stopping.margin, stopping.min_completed, stopping.warmup_steps) if stopping.enabled else None
         execution = experiment.execution
         if execution.executor == "local":
             executor: LocalExecutor | RayExecutor = LocalExecutor(threads=execution.threads_per_trial)

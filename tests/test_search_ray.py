@@ -1,0 +1,335 @@
+"""Searches on real Ray: the ledger of a distributed run, failures, lost workers, a two-node cluster,
+a driver killed mid-search and resumed, and population generations run as whole batches.
+
+Every test starts and stops its own Ray under a short temp dir of its own and, before it ends,
+makes sure no process of that Ray is left (see tests/ray_helpers.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+from optuna.trial import TrialState
+from ray_helpers import (
+    end_ray_processes,
+    experiment_data,
+    load_ledger,
+    peek_states,
+    ray_environment,
+    ray_processes,
+    remove_temp_dir,
+    short_temp_dir,
+    write_experiment,
+    write_objective,
+)
+
+from prunetune.pruners import Plan
+from prunetune.search.experiment import experiment_from_dict
+from prunetune.search.ledger import (
+    ATTR_ATTEMPTS,
+    ATTR_FAIL_REASON,
+    ATTR_INTERRUPTED,
+    ATTR_LOG,
+    ATTR_METRICS,
+    ATTR_NODE,
+    ATTR_PLAN,
+    ATTR_TIMES,
+    finished_trials,
+)
+from prunetune.search.runner import run_experiment
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+def check_context(trial, run_dir: Path, nodes: set[str], since: float) -> None:
+    """The plan, the node that ran it, its timings and its per-trial log folder are in the ledger."""
+    attrs = trial.user_attrs
+    plan = Plan.from_dict(attrs[ATTR_PLAN])
+    assert plan.sections["filters"]["ratios"] == {name.split(".", 1)[1]: value for name, value in trial.params.items()}
+    assert attrs[ATTR_NODE] in nodes, (trial.number, attrs.get(ATTR_NODE))
+    times = attrs[ATTR_TIMES]
+    assert since <= times["started"] <= times["finished"] <= time.time()
+    assert times["seconds"] == pytest.approx(times["finished"] - times["started"], abs=0.05)
+    log = Path(attrs[ATTR_LOG])
+    assert log.is_dir() and (run_dir / "trials") in log.parents, log
+    assert log.name == f"trial-{trial.number:05d}"
+
+
+@pytest.fixture(scope="class")
+def local_ray() -> Iterator[str]:
+    """Ray on this machine (2 CPUs) for the tests of a class; yields its node id. Shut down after."""
+    temp = short_temp_dir()
+    try:
+        with ray_environment(temp):
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, _temp_dir=str(temp))
+        yield ray.get_runtime_context().get_node_id()
+    finally:
+        ray.shutdown()
+        end_ray_processes(temp)
+        remove_temp_dir(temp)
+
+
+class TestOnLocalRay:
+    def test_search_spends_its_budget_and_ledger_has_every_trial_context(self, local_ray: str, tmp_path: Path) -> None:
+        since = time.time()
+        data = experiment_data({"search.trials": 8, "search.early_stopping": {"enabled": True, "min_completed": 3}})
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        assert len(trials) == len(finished_trials(study)) == 8
+        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        assert any(t.state == TrialState.COMPLETE for t in trials)
+        nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        assert nodes == {local_ray}
+        for trial in trials:
+            check_context(trial, tmp_path / "run", nodes, since)
+            assert ATTR_ATTEMPTS not in trial.user_attrs  # nothing was retried
+            assert "accuracy" in trial.user_attrs[ATTR_METRICS] or trial.state == TrialState.PRUNED
+            assert "compression" in trial.user_attrs[ATTR_METRICS]
+        for trial in (t for t in trials if t.state == TrialState.COMPLETE):
+            metrics = trial.user_attrs[ATTR_METRICS]
+            assert trial.values == [metrics["accuracy"], metrics["compression"]]
+            assert (Path(trial.user_attrs[ATTR_LOG]) / "result.json").is_file()
+
+    def test_a_trial_stopped_early_keeps_its_plan_node_timings_and_log(self, local_ray: str, tmp_path: Path) -> None:
+        since = time.time()
+        objective = write_objective(tmp_path)
+        data = experiment_data(
+            {
+                "search.trials": 6,
+                "search.early_stopping": {"enabled": True, "min_completed": 1},
+                "objective.type": objective,
+                "objective.options": {"stall_below": 0.5},
+            }
+        )
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        assert len(finished_trials(study)) == len(trials) == 6
+        stopped = [t for t in trials if t.state == TrialState.PRUNED]
+        # Seed 0: trials 0 and 1 stall before any trial has completed (nothing can stop them); a later
+        # stalling one is stopped by the driver and never sends an outcome of its own.
+        assert stopped and all(t.params["filters.features.0"] < 0.5 for t in stopped)
+        for trial in trials:
+            check_context(trial, tmp_path / "run", {local_ray}, since)
+        for trial in stopped:
+            assert trial.user_attrs[ATTR_FAIL_REASON].startswith("stopped early")
+            assert trial.user_attrs[ATTR_METRICS] == {"val_accuracy": 0.0, "compression": 0.5}
+            assert trial.user_attrs[ATTR_TIMES]["seconds"] < 3.0  # stopped, not waited for
+
+    def test_raising_and_nan_trials_fail_with_their_reason_and_the_budget_is_met(self, local_ray: str, tmp_path: Path) -> None:
+        since = time.time()
+        objective = write_objective(tmp_path)  # loaded from a file: workers get it pickled by value
+        data = experiment_data(
+            {"search.trials": 10, "objective.type": objective, "objective.options": {"fail_above": 0.7, "nan_below": 0.3}}
+        )
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        assert len(finished_trials(study)) == len(trials) == 10
+        raised = [t for t in trials if t.params["filters.features.0"] > 0.7]
+        nan = [t for t in trials if t.params["filters.features.0"] < 0.3]
+        assert raised and nan, "seed 0 gives plans of both kinds in 10 random trials"
+        for trial in raised:
+            assert trial.state == TrialState.FAIL
+            assert "RuntimeError: boom: first ratio" in trial.user_attrs[ATTR_FAIL_REASON]
+            assert "Traceback" in trial.user_attrs["traceback"]
+        for trial in nan:
+            assert trial.state == TrialState.FAIL
+            assert "non-finite accuracy" in trial.user_attrs[ATTR_FAIL_REASON]
+        for trial in trials:
+            check_context(trial, tmp_path / "run", {local_ray}, since)
+            if trial not in raised and trial not in nan:
+                assert trial.state == TrialState.COMPLETE and ATTR_FAIL_REASON not in trial.user_attrs
+
+    def test_a_killed_worker_is_retried_and_one_that_always_dies_fails_with_its_reason(
+        self, local_ray: str, tmp_path: Path
+    ) -> None:
+        since = time.time()
+        deaths = tmp_path / "deaths"
+        deaths.mkdir()
+        objective = write_objective(tmp_path)
+        data = experiment_data(
+            {
+                "search.trials": 3,
+                "objective.type": objective,
+                "objective.options": {"die_dir": str(deaths)},
+                "execution.retries": 1,
+            }
+        )
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        assert len(finished_trials(study)) == len(trials) == 3
+        cursed = (deaths / "cursed").read_text()
+        for trial in trials:
+            key = f"{trial.params['filters.features.0']:.15f}"
+            # The objective itself counted two calls: the worker really died once and the trial ran again.
+            assert (deaths / f"{key}.attempts").read_text() == "2"
+            assert trial.user_attrs[ATTR_ATTEMPTS] == 2
+            check_context(trial, tmp_path / "run", {local_ray}, since)
+            if key == cursed:  # died on both attempts: retries spent
+                assert trial.state == TrialState.FAIL
+                reason = trial.user_attrs[ATTR_FAIL_REASON]
+                assert reason.startswith("worker failed after retries:") and "died" in reason, reason
+            else:
+                assert trial.state == TrialState.COMPLETE, trial.user_attrs.get(ATTR_FAIL_REASON)
+        assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+    def test_population_generations_run_as_whole_batches(self, local_ray: str, tmp_path: Path) -> None:
+        objective = write_objective(tmp_path)
+        data = experiment_data(
+            {
+                "search.trials": 12,
+                "search.sampler": "nsga2",
+                "search.sampler_options": {"population_size": 4},
+                # Failed trials leave a generation short of complete ones: NSGA-II adds members to it
+                # while the other worker's trial still runs, and the next generation must wait for that
+                # one too. Trials last long enough (1 s) for the two workers to overlap.
+                "objective.type": objective,
+                "objective.options": {"fail_above": 0.75, "sleep": 1.0},
+            }
+        )
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        assert len(finished_trials(study)) == len(trials) == 12
+        assert any(t.state == TrialState.FAIL for t in trials)
+        generations: dict[int, list[tuple[float, float]]] = {}
+        for trial in trials:
+            times = trial.user_attrs[ATTR_TIMES]
+            generations.setdefault(trial.system_attrs["NSGAIISampler:generation"], []).append((times["started"], times["finished"]))
+        assert len(generations) >= 3 and sorted(generations) == list(range(len(generations)))
+        for generation in sorted(generations)[1:]:
+            earlier_finished = max(end for g in generations if g < generation for _, end in generations[g])
+            first_started = min(start for start, _ in generations[generation])
+            assert first_started >= earlier_finished, f"generation {generation} started before generation {generation - 1} finished"
+
+        def overlapping(spans: list[tuple[float, float]]) -> bool:
+            return any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :])
+
+        # Waiting for a generation must not cost the workers: later generations still run two at a time.
+        assert any(overlapping(generations[g]) for g in generations if g >= 1), generations
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized(), "this test brings its own cluster"
+    temp = short_temp_dir()
+    cluster = None
+    try:
+        with ray_environment(temp):
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+        objective = write_objective(tmp_path)
+        data = experiment_data(
+            {
+                "search.trials": 6,
+                "objective.type": objective,
+                "objective.options": {"sleep": 1.0},
+                "execution.address": cluster.address,
+                "execution.cpus_per_trial": 1,
+                "execution.workers": 2,
+            }
+        )
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        assert not ray.is_initialized(), "the executor leaves the cluster it joined"
+        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
+        nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        ray.shutdown()
+        trials = study.get_trials(deepcopy=False)
+        assert len(nodes) == 2
+        assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+        assert {t.user_attrs[ATTR_NODE] for t in trials} == nodes
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        end_ray_processes(temp)
+        assert not ray_processes(temp)
+        remove_temp_dir(temp)
+
+
+@contextlib.contextmanager
+def driver(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A `prunetune run` driver in its own session; its whole process group is killed on the way out."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_a_driver_killed_mid_search_resumes_without_rerunning_or_losing_trials(tmp_path: Path) -> None:
+    budget = 14
+    run_dir = tmp_path / "run"
+    experiment = write_experiment(
+        tmp_path / "exp.yaml", experiment_data({"search.trials": budget, "objective.finetune.epochs": 2})
+    )
+    temp = short_temp_dir()
+    env = {**os.environ, "RAY_TMPDIR": str(temp)}
+    command = [sys.executable, "-m", "prunetune.cli", "run", str(experiment), "--run-dir", str(run_dir)]
+    log = tmp_path / "driver.log"
+    try:
+        with driver(command, env, log) as first:
+            deadline = time.monotonic() + 180
+            while sum(state == "COMPLETE" for state in peek_states(run_dir).values()) < 3:
+                assert first.poll() is None, "the first driver ended before it was killed:\n" + log.read_text()
+                assert time.monotonic() < deadline, "no 3 trials completed in time:\n" + log.read_text()
+                time.sleep(0.05)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+        end_ray_processes(temp)
+        assert not ray_processes(temp), "a Ray process of the killed driver is still running"
+        assert (run_dir / ".lock").read_text().split()[-1] == str(first.pid)  # the dead driver's lock is left
+
+        before = load_ledger(run_dir)
+        completed = {
+            t.number: (t.params, t.values, t.datetime_complete)
+            for t in before.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        }
+        running = {t.number for t in before.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        assert len(completed) >= 3 and len(completed) < budget
+        assert running, "the driver was killed while trials ran"
+
+        with driver(command, env, log) as second:
+            status = second.wait(timeout=240)
+        output = log.read_text()
+        assert status == 0, output
+        assert "resuming:" in output and f"{len(running)} interrupted (closed)" in output
+        assert not (run_dir / ".lock").exists()
+
+        study = load_ledger(run_dir)
+        trials = study.get_trials(deepcopy=False)
+        counted = finished_trials(study)
+        interrupted = [t for t in trials if t.user_attrs.get(ATTR_INTERRUPTED)]
+        assert len(counted) == budget  # the budget, exactly: interrupted trials do not count
+        assert {t.number for t in interrupted} == running
+        assert all(t.state == TrialState.FAIL and "interrupted" in t.user_attrs[ATTR_FAIL_REASON] for t in interrupted)
+        assert len(trials) == budget + len(interrupted)
+        by_number = {t.number: t for t in trials}
+        for number, (params, values, finished) in completed.items():
+            trial = by_number[number]
+            assert trial.state == TrialState.COMPLETE
+            assert (trial.params, trial.values, trial.datetime_complete) == (params, values, finished)
+        plans = [tuple(sorted(t.params.items())) for t in trials if t.state == TrialState.COMPLETE]
+        assert len(plans) == len(set(plans)), "a completed plan was run again"
+        resumed = [t for t in trials if t.number > max(completed) and not t.user_attrs.get(ATTR_INTERRUPTED)]
+        assert resumed and all(t.datetime_start > max(c[2] for c in completed.values()) for t in resumed)
+    finally:
+        end_ray_processes(temp)
+        assert not ray_processes(temp)
+        remove_temp_dir(temp)
