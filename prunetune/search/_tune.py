@@ -25,6 +25,7 @@ from prunetune.search.ledger import ATTR_ATTEMPTS, generation_of, record_outcome
 from prunetune.search.progress import Progress
 from prunetune.search.space import SearchSpace
 from prunetune.search.trial import run_trial
+from prunetune.search.weights import weights_name, write_weights
 
 __all__ = ["ErrorLog", "LedgerSearcher", "StopScheduler", "trainable", "trial_dirname"]
 
@@ -50,13 +51,19 @@ GATE_POLL_SECONDS = 0.05
 
 
 def trainable(
-    config: dict[str, Any], objective: Any = None, space: SearchSpace | None = None, threads: int = 1, gate: Any = None
+    config: dict[str, Any],
+    objective: Any = None,
+    space: SearchSpace | None = None,
+    threads: int = 1,
+    gate: Any = None,
+    keeper: Any = None,
 ) -> None:
     """What a Ray worker runs for one trial: where it runs, intermediate reports, then the outcome.
 
     A trial of a later generation first waits at the generation `gate`. The first report says which
     node runs the trial and since when, so the ledger has them even for a trial that never sends its
-    outcome (stopped early by the driver, or its worker lost).
+    outcome (stopped early by the driver, or its worker lost). With a `keeper`, a completed trial's
+    weights go to it, for the driver to write into the run folder.
     """
     import ray
 
@@ -71,7 +78,12 @@ def trainable(
         threads=threads,
         node=node,
         sink=lambda step, values: tune.report({"step": step, VALUES: json.dumps({k: float(v) for k, v in values.items()})}),
+        keep_weights=keeper is not None,
     )
+    weights = outcome.pop("weights", None)
+    if weights is not None:
+        # In the mailbox before the outcome is reported: the driver takes them when it records the trial.
+        ray.get(keeper.put.remote(weights_name(int(config["number"])), weights))
     tune.report({"step": STEP_OUTCOME, OUTCOME: json.dumps(outcome)})
 
 
@@ -163,7 +175,8 @@ class LedgerSearcher(_DriverOnly, Searcher):
     a trial goes to Tune at once and waits in its worker until the driver opens its generation (Tune
     keeps its workers busy rather than ending idle ones); without one, it waits here, asked, until the
     earlier generations are done. Samplers that keep no generation fall back to at most `batch`
-    trials started before all of them have finished.
+    trials started before all of them have finished. With a `keeper` (kept weights), a completed
+    trial's weights are taken from it and written into `weights_dir` before the trial is recorded.
     """
 
     def __init__(
@@ -177,8 +190,11 @@ class LedgerSearcher(_DriverOnly, Searcher):
         errors: ErrorLog,
         batch: int | None = None,
         gate: Any = None,
+        keeper: Any = None,
+        weights_dir: Path | None = None,
     ) -> None:
         super().__init__()
+        self.keeper, self.weights_dir = keeper, weights_dir
         self.study, self.space, self.goals = study, space, goals
         self.n_trials, self.progress, self.errors, self.batch = n_trials, progress, errors, batch
         self.gate, self.gate_open = gate, -1
@@ -190,6 +206,12 @@ class LedgerSearcher(_DriverOnly, Searcher):
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the study is the searcher's state, and it is already in the ledger."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: a resumed run reads the study."""
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.pending is None:
@@ -253,9 +275,20 @@ class LedgerSearcher(_DriverOnly, Searcher):
             last = live.curve[max(live.curve, key=int)] if live.curve else {}
             outcome = {"status": "pruned", "reason": STOPPED_REASON, "metrics": last, "curve": live.curve}
         outcome = self._with_context(trial_id, live, outcome)
+        self._keep_weights(live.trial.number, complete=outcome.get("status") == "complete")
         state = record_outcome(self.study, live.trial, outcome, self.goals)
         metrics = outcome.get("metrics") or {}
         self.progress.trial_finished(self.study, live.trial.number, state, metrics, feasible=self.goals.feasible(metrics))
+
+    def _keep_weights(self, number: int, *, complete: bool) -> None:
+        """Take the trial's weights from the mailbox; write them into the run folder if it completed."""
+        if self.keeper is None or self.weights_dir is None:
+            return
+        import ray
+
+        data = ray.get(self.keeper.pop.remote(weights_name(number)))
+        if data is not None and complete:
+            write_weights(self.weights_dir, number, data)
 
     def _with_context(self, trial_id: str, live: _Live, outcome: Mapping[str, Any]) -> dict[str, Any]:
         """What the driver knows of a trial that the worker could not send (stopped early, worker lost)."""
