@@ -105,6 +105,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run folder)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--executor", choices=("ray", "local"), default=None, help="local: a plain loop without Ray")
+    parser.add_argument(
+        "--keep-weights", choices=("none", "front", "all"), default=None,
+        help="keep trials' fine-tuned weights in RUN/weights/ for `prunetune export` (front: the front's only)",
+    )
     parser.set_defaults(handler=_run_run)
 
 
@@ -125,6 +129,7 @@ def _run_run(args: argparse.Namespace) -> int:
         "storage": args.storage,
         "seed": args.seed,
         "execution.executor": args.executor,
+        "objective.keep_weights": args.keep_weights,
     }
     experiment = experiment.replace(**{key: value for key, value in overrides.items() if value is not None})
     run_dir = args.run_dir or Path("runs") / experiment.name
@@ -137,6 +142,36 @@ def _run_run(args: argparse.Namespace) -> int:
         console.print(f"No completed trial in {run_dir}: every trial failed or was stopped (see the ledger's fail reasons).")
     print(f"ledger: {storage_url(run_dir, experiment.storage)}  (optuna-dashboard opens it on localhost)")
     return 0
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="the Pareto front of one or more runs: a table here, CSV/JSON/Markdown/PNG in the run folder",
+        description=(
+            "Report a finished, running or interrupted run: the front sorted by compression with the knee and "
+            "query answers marked; pareto.csv, pareto.json, report.md and pareto.png in the run folder. With "
+            "several runs, also fronts.png and hypervolume.csv/.md comparing them (in the first run folder or --output)."
+        ),
+    )
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folder(s)")
+    parser.add_argument("--max-drop", type=float, default=1.0, help="mark the most compressed trial within this accuracy drop, pp (default 1)")
+    parser.add_argument("--min-compression", type=float, default=None, help="mark the most accurate trial at or above this compression")
+    parser.add_argument("--macs", type=float, default=None, help="mark the front within this MACs budget")
+    parser.add_argument("--latency-ms", type=float, default=None, help="mark the front within this latency budget (measured runs)")
+    parser.add_argument("--size-bytes", type=float, default=None, help="mark the front within this model size")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="folder for the files (default: the run folder; with several runs, the comparison)")
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from prunetune.search.report import Queries, report_command
+
+    queries = Queries(
+        max_drop=args.max_drop, min_compression=args.min_compression,
+        macs=args.macs, latency_ms=args.latency_ms, size_bytes=args.size_bytes,
+    )
+    return report_command(args.runs, output=args.output, queries=queries)
 
 
 def _add_sweep(commands: argparse._SubParsersAction) -> None:
@@ -255,6 +290,54 @@ def _run_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="write one trial of a run as a pruned checkpoint (with its plan) and TorchScript",
+        description=(
+            "Export a trial of a run: its kept weights (objective.keep_weights) when the run has them, else the "
+            "model re-created from the base checkpoint and the trial's plan. Writes OUT and OUT's .torchscript.pt."
+        ),
+    )
+    parser.add_argument("run", type=Path, help="run folder (RUN/experiment.yaml, RUN/study.db)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, default=None, metavar="N", help="the trial with this number")
+    which.add_argument("--knee", action="store_true", help="the knee of the Pareto front")
+    which.add_argument("--max-drop", type=float, default=None, metavar="D", help="the most compressed trial within D pp of accuracy drop")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="checkpoint to write (.pt); TorchScript goes beside it")
+    parser.add_argument("--finetune-epochs", type=int, default=0, metavar="E", help="fine-tune E more epochs before writing")
+    parser.add_argument("--from-plan", action="store_true", help="re-create from the plan even when kept weights exist")
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from prunetune.search.export import export_trial, select_trial
+    from prunetune.search.runs import load_run
+
+    run = load_run(args.run)
+    number = select_trial(run, trial=args.trial, knee=args.knee, max_drop=args.max_drop)
+    result = export_trial(
+        run, number, args.output, finetune_epochs=args.finetune_epochs, from_plan=args.from_plan, echo=print
+    )
+    extra = f", then {result.finetune_epochs} more epochs" if result.finetune_epochs else ""
+    print(f"trial {result.trial} of {args.run} ({result.source}{extra})")
+    print(f"{'':<16}{'exported':>14}{'ledger':>14}")
+    for name, exported, recorded in result.rows():
+        print(f"{name:<16}{_figure(name, exported):>14}{_figure(name, recorded):>14}")
+    print(f"wrote {result.path} and {result.torchscript}")
+    return 0
+
+
+def _figure(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if "accuracy" in name:
+        return f"{value:.2%}"
+    if name in ("compression", "macs_reduction"):
+        return f"{value:.2f}x"
+    return f"{value:,.0f}"
+
+
 def _add_units(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("units", help="list a checkpoint's prunable units: the names a plan uses")
     parser.add_argument("checkpoint", type=Path)
@@ -300,9 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prunetune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
+    _add_report(commands)
     _add_sweep(commands)
     _add_train(commands)
     _add_prune(commands)
+    _add_export(commands)
     _add_units(commands)
     _add_models(commands)
     return parser

@@ -85,7 +85,8 @@ class ClassificationObjective:
         measure_latency: Also time one example's forward pass (``latency_ms``).
         threads: CPU threads for the whole trial (None keeps the current setting).
 
-    Calling it with ``(plan, report=None)`` returns the metrics named in :attr:`directions`.
+    Calling it with ``(plan, report=None)`` returns the metrics named in :attr:`directions`;
+    :meth:`take_model` then hands over the model those metrics were measured on.
     ``report(step, values)`` is called at step 0 (after pruning, before fine-tuning) and after
     each fine-tuning epoch, with ``val_accuracy``, ``compression`` and ``macs_reduction``
     (plus ``train_loss`` and ``val_loss`` after epochs). A bad plan raises PrunetuneError; a NaN
@@ -118,6 +119,7 @@ class ClassificationObjective:
         self.measure_latency = measure_latency
         self.threads = threads
         self._base_scores: BaseScores | None = None
+        self._last_model: nn.Module | None = None
 
     def validate(self) -> None:
         """Raise PrunetuneError naming the first bad parameter; called before the first trial's work."""
@@ -158,6 +160,7 @@ class ClassificationObjective:
 
     def __call__(self, plan: Plan | Mapping[str, Any], report: Report | None = None) -> dict[str, float]:
         """Run one trial: prune a copy of the base by ``plan``, fine-tune it, and return its metrics."""
+        self._last_model = None
         self.validate()
         base = self.base_scores()
         progress: dict[str, float] = {}
@@ -195,7 +198,17 @@ class ClassificationObjective:
                 on_pruned=on_pruned,
                 on_epoch=on_epoch,
             )
+        self._last_model = result.model
         return result.metrics(base_val_accuracy=base.val_accuracy, base_test_accuracy=base.test_accuracy)
+
+    def take_model(self) -> nn.Module | None:
+        """The pruned, fine-tuned model of the last successful call, handed over once (None after).
+
+        A search that keeps trial weights saves it, so an export returns exactly the evaluated
+        model; handing it over (rather than keeping it) leaves a worker holding one model at most.
+        """
+        model, self._last_model = self._last_model, None
+        return model
 
     def __repr__(self) -> str:
         return (

@@ -11,6 +11,9 @@ An objective is any callable ``objective(plan, report) -> metrics``:
 and it carries ``directions``: a mapping from every metric name it can return to ``"maximize"``
 or ``"minimize"``. A plain function works too, with its directions given in the experiment file.
 
+An objective may also offer ``take_model()``: the model its last call measured (or None), so a
+search with ``objective.keep_weights`` saves exactly the evaluated weights for export.
+
 An objective must be picklable, because parallel searches ship it to worker processes once:
 keep models and data as plain attributes, with no open files, threads or lambdas.
 :class:`~prunetune.objectives.classification.ClassificationObjective` is the built-in one, and

@@ -245,6 +245,8 @@ class LedgerSearcher(_DriverOnly, Searcher):
             if self.gate is not None:
                 return True  # it waits at the gate, in its worker
             return all(live.generation is None or live.generation >= pending.generation for live in self.live.values())
+        if self.gate is not None:
+            return True  # a trial outside the generations (a sampler's extra) runs at once
         if self.batch and self.in_batch >= self.batch:
             if self.live:
                 return False

@@ -25,6 +25,7 @@ from prunetune.search.ledger import record_outcome
 from prunetune.search.progress import Progress
 from prunetune.search.space import SearchSpace
 from prunetune.search.trial import run_trial
+from prunetune.search.weights import write_weights
 
 __all__ = ["LocalExecutor", "RayExecutor", "StopRule", "stop_check"]
 
@@ -49,6 +50,7 @@ class LocalExecutor:
     """Trials one after another in this process: no Ray needed (the plain Optuna way)."""
 
     threads: int | None = None
+    weights_dir: Path | None = None
 
     def run(
         self,
@@ -64,7 +66,13 @@ class LocalExecutor:
         for _ in range(n_trials):
             trial = study.ask()
             space.suggest(trial)
-            outcome = run_trial(objective, space, trial.params, should_stop=stop_check(stop_rule), threads=self.threads)
+            outcome = run_trial(
+                objective, space, trial.params, should_stop=stop_check(stop_rule), threads=self.threads,
+                keep_weights=self.weights_dir is not None,
+            )
+            weights = outcome.pop("weights", None)
+            if weights is not None and self.weights_dir is not None:
+                write_weights(self.weights_dir, trial.number, weights)
             state = record_outcome(study, trial, outcome, goals)
             metrics = outcome.get("metrics") or {}
             progress.trial_finished(study, trial.number, state, metrics, feasible=goals.feasible(metrics))
@@ -109,6 +117,20 @@ def _start_gate() -> object:
     return ray.remote(Gate).options(**options).remote()
 
 
+def _start_keeper() -> object:
+    """The mailbox actor for kept weights, on this (the driver's) node, taking no CPU from the trials."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from prunetune.search._keeper import WeightKeeper
+
+    options: dict[str, object] = {"num_cpus": 0}
+    with contextlib.suppress(Exception):  # anywhere will do where the driver's node is not known
+        node = ray.get_runtime_context().get_node_id()
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+    return ray.remote(WeightKeeper).options(**options).remote()
+
+
 @dataclass(kw_only=True)
 class RayExecutor:
     """Trials on Ray workers, scheduled by Ray Tune with the study as its searcher.
@@ -123,6 +145,9 @@ class RayExecutor:
             generation's have finished (they wait in their workers, at a gate the driver opens).
         log_dir: Where Ray Tune keeps a folder per trial (`<attempt>/trial-00007`: params, results,
             errors); the ledger's `log` attribute names it.
+        weights_dir: Keep each completed trial's weights here (`trial-N.pt`); None keeps none.
+            Workers hand the bytes to a small actor and the driver writes the files, so workers on
+            other nodes need no shared file system (the bytes travel through Ray's object store).
     """
 
     workers: int = 2
@@ -134,6 +159,7 @@ class RayExecutor:
     population_size: int | None = None
     batch_generations: bool = True
     log_dir: Path = Path("runs/tune")
+    weights_dir: Path | None = None
 
     def run(
         self,
@@ -163,19 +189,22 @@ class RayExecutor:
         if started_here:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         batch = self.population_size if self.batch_generations else None
-        gate = None
+        gate = keeper = None
         try:
             errors = ErrorLog()
             gate = _start_gate() if batch else None
+            keeper = _start_keeper() if self.weights_dir is not None else None
             searcher = LedgerSearcher(
                 study=study, space=space, goals=goals, n_trials=n_trials, progress=progress, errors=errors,
-                batch=batch, gate=gate,
+                batch=batch, gate=gate, keeper=keeper, weights_dir=self.weights_dir,
             )
             scheduler = StopScheduler(searcher=searcher, rule=stop_rule)
             threads = self.threads or max(1, int(self.cpus_per_trial))
             _ship_by_value(objective)
             # Base weights and data go into Ray's object store once, not once per trial.
-            work = tune.with_parameters(trainable, objective=objective, space=space, threads=threads, gate=gate)
+            work = tune.with_parameters(
+                trainable, objective=objective, space=space, threads=threads, gate=gate, keeper=keeper
+            )
             resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
             tuner = tune.Tuner(
                 tune.with_resources(work, resources),
@@ -194,7 +223,8 @@ class RayExecutor:
             )
             tuner.fit()
         finally:
-            if gate is not None and ray.is_initialized():
-                ray.kill(gate)
+            for actor in (gate, keeper):
+                if actor is not None and ray.is_initialized():
+                    ray.kill(actor)
             if started_here:
                 ray.shutdown()

@@ -33,6 +33,7 @@ __all__ = [
 
 SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random", "qmc", "pymoo-nsga2", "pymoo-de", "scipy-de")
 EXECUTORS = ("ray", "local")
+KEEP_WEIGHTS = ("none", "front", "all")
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -80,6 +81,8 @@ class ObjectiveSection:
 
     `type` is 'classification' or the user's own objective as 'module:attr' / 'path/to/file.py:attr';
     `options` are its keyword arguments, `directions` the metrics' directions for a plain function.
+    `keep_weights` ('none', 'front' or 'all') keeps trials' fine-tuned weights in `RUN/weights/` so
+    that `prunetune export` returns exactly the evaluated model ('front': of the front's trials only).
     """
 
     type: str = "classification"
@@ -91,6 +94,7 @@ class ObjectiveSection:
     measure_latency: bool = False
     objectives: dict[str, str] = field(default_factory=lambda: {"accuracy": "maximize", "compression": "maximize"})
     constraints: list[str] = field(default_factory=list)
+    keep_weights: str = "none"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,6 +245,7 @@ def experiment_from_dict(data: Any) -> Experiment:
     search, execution, objective = experiment.search, experiment.execution, experiment.objective
     _choice("search.sampler", search.sampler, SAMPLERS)
     _choice("execution.executor", execution.executor, EXECUTORS)
+    _choice("objective.keep_weights", objective.keep_weights, KEEP_WEIGHTS)
     _at_least("search.trials", search.trials, 1)
     _at_least("execution.workers", execution.workers, 1)
     _at_least("execution.cpus_per_trial", execution.cpus_per_trial, 0)

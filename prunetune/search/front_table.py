@@ -21,13 +21,27 @@ COLUMNS = (
 )
 
 
-def front_table(rows: Sequence[Mapping[str, Any]], *, title: str) -> Table:
-    """One row per front member; columns for the metrics that any member has."""
+def front_table(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    title: str,
+    marks: Mapping[int, str] | None = None,
+    extra: Sequence[str] = (),
+) -> Table:
+    """One row per front member; columns for the metrics that any member has.
+
+    `marks` adds a last column of notes per trial number (the knee, query answers); `extra` names
+    metrics outside the usual columns to show too (a custom objective's).
+    """
+    known = {column[0] for column in COLUMNS}
     present = [column for column in COLUMNS if any(column[0] in row for row in rows)]
+    present += [(name, name, "{:.4g}") for name in extra if name not in known and any(name in row for row in rows)]
     table = Table(title=title)
     table.add_column("trial", justify="right")
     for _, header, _ in present:
         table.add_column(header, justify="right")
+    if marks is not None:
+        table.add_column("notes")
     for row in rows:
         cells = [str(row["trial"])]
         for key, _, fmt in present:
@@ -38,5 +52,7 @@ def front_table(rows: Sequence[Mapping[str, Any]], *, title: str) -> Table:
                 cells.append(f"{value / 1024:,.1f}")
             else:
                 cells.append(fmt.format(value))
+        if marks is not None:
+            cells.append(marks.get(int(row["trial"]), ""))
         table.add_row(*cells)
     return table

@@ -34,6 +34,7 @@ from prunetune.search.ledger import (
 from prunetune.search.progress import Progress
 from prunetune.search.sampler_choice import create_sampler, population_size
 from prunetune.search.space import SearchSpace, make_method
+from prunetune.search.weights import keep_only, weights_dir
 from prunetune.zoo.datasets import DataSplits, load_data
 
 __all__ = ["build_objective", "front_rows", "preflight", "prepare_base", "run_experiment"]
@@ -48,6 +49,8 @@ RESEED_ON_RESUME = ("tpe", "nsga2", "gp", "cmaes", "random")
 
 #: What must not change between a run and its resume: it defines what the trials mean.
 ESSENTIAL = ("model", "data", "methods", "objective")
+#: Keys of those sections that may change on resume: they keep more or less, not measure otherwise.
+MAY_CHANGE = {"objective": ("keep_weights",)}
 
 
 def _check_same_experiment(run_dir: Path, experiment: Experiment) -> None:
@@ -56,13 +59,18 @@ def _check_same_experiment(run_dir: Path, experiment: Experiment) -> None:
     current = experiment.to_dict()
     if saved.exists():
         previous = experiment_from_dict(yaml.safe_load(saved.read_text())).to_dict()
-        changed = [key for key in ESSENTIAL if previous[key] != current[key]]
+        changed = [key for key in ESSENTIAL if _essential(previous, key) != _essential(current, key)]
         if changed:
             raise PrunetuneError(
                 f"{run_dir} holds a search with different {', '.join(changed)}: "
                 "resume it with the same experiment, or choose another run folder."
             )
     saved.write_text(yaml.safe_dump(current, sort_keys=False))
+
+
+def _essential(experiment: Mapping[str, Any], section: str) -> Any:
+    value = experiment[section]
+    return {k: v for k, v in value.items() if k not in MAY_CHANGE[section]} if section in MAY_CHANGE else value
 
 
 def load_experiment_data(experiment: Experiment) -> DataSplits:
@@ -188,6 +196,8 @@ def run_experiment(
         _check_same_experiment(run_dir, experiment)
         base, _ = prepare_base(experiment, run_dir, data, echo)
         objective = build_objective(experiment, base, data)
+        if callable(getattr(objective, "base_scores", None)):
+            objective.base_scores()  # once, here: the scores travel with the objective to every worker
         goals.check_against(objective.directions)
         example = torch.zeros(1, *data.input_shape)
         space = SearchSpace.for_model(base, example, experiment.methods)
@@ -219,8 +229,9 @@ def run_experiment(
         stopping = search.early_stopping
         rule = dominance_rule(study, stopping.margin, stopping.min_completed, stopping.warmup_steps) if stopping.enabled else None
         execution = experiment.execution
+        keep = weights_dir(run_dir) if experiment.objective.keep_weights != "none" else None
         if execution.executor == "local":
-            executor: LocalExecutor | RayExecutor = LocalExecutor(threads=execution.threads_per_trial)
+            executor: LocalExecutor | RayExecutor = LocalExecutor(threads=execution.threads_per_trial, weights_dir=keep)
         else:
             executor = RayExecutor(
                 workers=execution.workers,
@@ -232,9 +243,12 @@ def run_experiment(
                 population_size=population_size(sampler),
                 batch_generations=search.batch_generations,
                 log_dir=run_dir / "trials",
+                weights_dir=keep,
             )
         if remaining:
             executor.run(study, space, objective, goals, n_trials=remaining, progress=progress, stop_rule=rule)
+        if experiment.objective.keep_weights == "front":
+            keep_only(run_dir, [row["trial"] for row in front_rows(study)])
         return study
 
 

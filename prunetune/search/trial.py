@@ -40,8 +40,14 @@ def run_trial(
     should_stop: StopCheck | None = None,
     threads: int | None = None,
     node: str | None = None,
+    keep_weights: bool = False,
 ) -> dict[str, Any]:
-    """Run `objective` on the plan of `params`; never raises for the objective's own failures."""
+    """Run `objective` on the plan of `params`; never raises for the objective's own failures.
+
+    With `keep_weights`, a completed trial's outcome carries `weights`: the bytes of the model the
+    objective evaluated (when it offers `take_model()`), for the driver to keep; it is taken out
+    before the outcome goes into the ledger.
+    """
     started = time.time()
     curve: dict[str, dict[str, float]] = {}
     outcome: dict[str, Any] = {"node": node or socket.gethostname(), "hostname": socket.gethostname()}
@@ -62,6 +68,11 @@ def run_trial(
         if bad:
             raise ValueError(f"the objective returned non-finite {', '.join(bad)}")
         outcome.update(status="complete", metrics=metrics)
+        model = _take_model(objective)
+        if keep_weights and model is not None:
+            from prunetune.search.weights import model_bytes
+
+            outcome["weights"] = model_bytes(model)
     except StopTrial as stop:
         last = curve[max(curve, key=int)] if curve else {}
         outcome.update(status="pruned", reason=str(stop), metrics=last)
@@ -71,6 +82,13 @@ def run_trial(
             reason=f"{type(error).__name__}: {error}",
             traceback="".join(traceback.format_exception(error)[-TRACEBACK_LINES:]),
         )
+    finally:
+        _take_model(objective)  # a model not kept is let go of now, not at the next trial
     outcome["curve"] = curve
     outcome["times"] = {"started": started, "finished": time.time(), "seconds": time.time() - started}
     return outcome
+
+
+def _take_model(objective: object) -> Any:
+    take = getattr(objective, "take_model", None)
+    return take() if callable(take) else None
