@@ -5,13 +5,20 @@ from __future__ import annotations
 from prunetune.errors import PrunetuneError
 
 __version__ = "0.1.0"
-__all__ = ["PrunetuneError", "__version__", "load_run"]
+__all__ = ["PrunetuneError", "__version__", "export_trial", "load_run", "select_trial"]
+
+
+_LAZY = {
+    "load_run": "prunetune.search.runs",
+    "export_trial": "prunetune.search.export",
+    "select_trial": "prunetune.search.export",
+}
 
 
 def __getattr__(name: str) -> object:
-    """`prunetune.load_run` without importing Optuna and pandas on `import prunetune`."""
-    if name == "load_run":
-        from prunetune.search.runs import load_run
+    """`prunetune.load_run` and the export functions without importing Optuna, pandas and torch on `import prunetune`."""
+    if name in _LAZY:
+        import importlib
 
-        return load_run
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'prunetune' has no attribute {name!r}")
