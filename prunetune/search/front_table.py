@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["front_table"]
+__all__ = ["COLUMNS", "format_metric", "front_table"]
 
 COLUMNS = (
     ("accuracy", "val acc.", "{:.2%}"),
@@ -16,9 +16,14 @@ COLUMNS = (
     ("compression", "compression", "{:.2f}x"),
     ("macs_reduction", "MACs reduction", "{:.2f}x"),
     ("params", "params", "{:,.0f}"),
-    ("size_bytes", "size (KiB)", None),
+    ("size_bytes", "size (KiB)", "{:,.1f}"),
     ("latency_ms", "latency (ms)", "{:.3f}"),
 )
+
+
+def format_metric(key: str, fmt: str, value: float) -> str:
+    """One cell of a front table: sizes in KiB, the rest by their column's format."""
+    return fmt.format(float(value) / 1024 if key == "size_bytes" else float(value))
 
 
 def front_table(
@@ -46,12 +51,7 @@ def front_table(
         cells = [str(row["trial"])]
         for key, _, fmt in present:
             value = row.get(key)
-            if value is None:
-                cells.append("")
-            elif key == "size_bytes":
-                cells.append(f"{value / 1024:,.1f}")
-            else:
-                cells.append(fmt.format(value))
+            cells.append("" if value is None else format_metric(key, fmt, value))
         if marks is not None:
             cells.append(marks.get(int(row["trial"]), ""))
         table.add_row(*cells)

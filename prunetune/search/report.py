@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunetune.errors import PrunetuneError
+from prunetune.search.front_table import COLUMNS, format_metric
 from prunetune.search.runs import Run
 
 if TYPE_CHECKING:
@@ -354,22 +355,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-MD_COLUMNS = (
-    ("accuracy", "val acc.", "{:.2%}"),
-    ("test_accuracy", "test acc.", "{:.2%}"),
-    ("accuracy_drop", "drop (pp)", "{:.2f}"),
-    ("compression", "compression", "{:.2f}x"),
-    ("macs_reduction", "MACs reduction", "{:.2f}x"),
-    ("params", "params", "{:,.0f}"),
-    ("size_bytes", "size (KiB)", "{:,.1f}"),
-    ("latency_ms", "latency (ms)", "{:.3f}"),
-)
 
 
 def _cell(name: str, fmt: str, value: Any) -> str:
-    if not _finite(value):
-        return ""
-    return fmt.format(float(value) / 1024 if name == "size_bytes" else float(value))
+    return format_metric(name, fmt, value) if _finite(value) else ""
 
 
 def _write_markdown(summary: RunSummary, path: Path) -> Path:
@@ -390,8 +379,8 @@ def _write_markdown(summary: RunSummary, path: Path) -> Path:
     out += _papers_table(summary)
     out += ["## Pareto front", "", "Most compressed first; `pareto.csv` and `pareto.json` hold every metric and each plan.", ""]
     assert summary.front is not None
-    extra = [(name, name, "{:.4g}") for name, _ in run.objectives if name not in {c[0] for c in MD_COLUMNS}]
-    columns = [c for c in (*MD_COLUMNS, *extra) if c[0] in summary.front.columns and summary.front[c[0]].map(_finite).any()]
+    extra = [(name, name, "{:.4g}") for name, _ in run.objectives if name not in {c[0] for c in COLUMNS}]
+    columns = [c for c in (*COLUMNS, *extra) if c[0] in summary.front.columns and summary.front[c[0]].map(_finite).any()]
     marks = summary.marks()
     rows = [
         [str(number)] + [_cell(name, fmt, row[name]) for name, _, fmt in columns] + [marks.get(int(number), "")]

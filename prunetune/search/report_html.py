@@ -77,7 +77,7 @@ def write_html(run: Any, path: str | Path) -> Path:
     """
     path = Path(path)
     frame = run.trials
-    counts = _counts(frame)
+    counts = run.counts()
     done = _completed(frame)
     title = f"prunetune report: {_name(run)}"
     objectives = ", ".join(f"{name} ({direction})" for name, direction in run.objectives)
@@ -315,18 +315,6 @@ def _interrupted(frame: pd.DataFrame) -> pd.Series:
     if "interrupted" in frame.columns:
         return frame["interrupted"].fillna(False).astype(bool)
     return frame["state"] != frame["state"]  # all False
-
-
-def _counts(frame: pd.DataFrame) -> dict[str, int]:
-    state, interrupted = frame["state"], _interrupted(frame)
-    return {
-        "total": len(frame),
-        "complete": int((state == "COMPLETE").sum()),
-        "pruned": int((state == "PRUNED").sum()),
-        "failed": int(((state == "FAIL") & ~interrupted).sum()),
-        "interrupted": int(((state == "FAIL") & interrupted).sum()),
-        "running": int(state.isin(["RUNNING", "WAITING"]).sum()),
-    }
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
