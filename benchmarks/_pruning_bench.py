@@ -89,35 +89,10 @@ def fresh(run_dir: Path) -> Path:
     return run_dir
 
 
-def score_base_in_driver() -> None:
-    """Have the runner score the base model once, in the driver, before the objective is shipped.
-
-    `ClassificationObjective.base_scores()` is computed on first use and travels with the pickled
-    objective, but `run_experiment` never calls it in the driver: every Ray trial unpickles a fresh
-    copy and evaluates the base on the validation and test splits again (about a second per trial
-    here). This wraps `build_objective` so that both arms of every comparison skip that repeat.
-    """
-    from prunetune.search import runner
-
-    if getattr(runner.build_objective, "scores_base", False):
-        return
-    original = runner.build_objective
-
-    def build_objective(*args: Any, **kwargs: Any) -> Any:
-        objective = original(*args, **kwargs)
-        if callable(getattr(objective, "base_scores", None)):
-            objective.base_scores()
-        return objective
-
-    build_objective.scores_base = True  # type: ignore[attr-defined]
-    runner.build_objective = build_objective
-
-
 def run(exp: Experiment, run_dir: Path, echo: Callable[[str], None]) -> tuple[optuna.Study, float, float]:
     """Run `exp` in a fresh `run_dir`; returns the study, its start time (epoch seconds) and its wall time."""
     from prunetune.search.runner import run_experiment
 
-    score_base_in_driver()
     started = time.time()
     study = run_experiment(exp, fresh(run_dir), echo=echo)
     return study, started, time.time() - started
