@@ -282,6 +282,25 @@ def test_drop_and_filters_in_one_plan_and_its_replay(name, plan):
     torch.testing.assert_close(replayed(x), pruned(x))
 
 
+def test_weights_and_bits_sections_skip_the_layers_a_drop_removed():
+    """A searched plan names every layer of the base; the ones its drop set removed are skipped."""
+    torch.manual_seed(0)
+    model = build_model("lenet300_100", num_classes=10, in_features=40, width=0.1)
+    plan = {
+        "drop": {"units": ["classifier.2"]},
+        "weights": {"ratios": {"classifier.0": 0.5, "classifier.2": 0.5, "classifier.4": 0.5}},
+        "bits": {"bits": {"classifier.0": 4, "classifier.2": 4, "classifier.4": 32}},
+    }
+    pruned = apply_plan(model, plan, example_inputs=torch.zeros(1, 40))
+    assert isinstance(pruned.classifier[2], nn.Identity)
+    last = pruned.classifier[4]
+    assert (last.weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)  # pruned, not quantized
+    first = pruned.classifier[0]
+    assert first.weight[first.weight != 0].unique().numel() <= 2**4  # a 4-bit codebook (zeros stay zero)
+    assert (first.weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert pruned(torch.randn(3, 40)).shape == (3, 10)
+
+
 def test_a_checkpoint_of_a_dropped_model_rebuilds_it(tmp_path):
     torch.manual_seed(0)
     model = build_model("lenet300_100", num_classes=10, in_features=40, width=0.1)

@@ -171,6 +171,12 @@ def _dropped(model: nn.Module, path: str) -> bool:
     return False
 
 
+def _not_dropped(model: nn.Module, entries: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries whose module an earlier ``drop`` section left in place: a searched plan names
+    every layer of the base whatever its drop set, and a dropped layer has nothing left to prune."""
+    return {path: value for path, value in entries.items() if not _dropped(model, path)}
+
+
 def _values_by_unit(method: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """Map ``{"<method>.<unit>": value}`` to ``{unit: value}``, ignoring other methods' names."""
     prefix = method + "."
@@ -276,7 +282,7 @@ class FilterPruning(PruningMethod):
         criterion = get_criterion(section.get("criterion", "l1"), seed=int(section.get("seed", 0)))
         prune_filters(
             model,
-            {unit: ratio for unit, ratio in section["ratios"].items() if not _dropped(model, unit)},
+            _not_dropped(model, section["ratios"]),
             example_inputs=example_inputs,
             criterion=criterion,
             round_to=section.get("round_to", 1),
@@ -299,6 +305,7 @@ class WeightPruning(PruningMethod):
     fine-tunes), ``"regrow_fraction"`` (in [0, 0.5]; default 0.01 with recovery, 0 without: the
     share of removed weights re-enabled at random at each mask update), ``"update_every"``
     (int >= 1, default 10: optimizer steps between mask updates) and ``"seed"`` (of the regrowth).
+    A layer an earlier ``drop`` section removed is skipped, as in :class:`FilterPruning`.
 
     Args:
         mode: ``"sensitivity"`` or ``"ratio"``: which of the two this method's dimensions search.
@@ -480,7 +487,8 @@ class WeightPruning(PruningMethod):
         calibration: Iterable[tuple[Any, Any]] | None = None,
         loss_fn: LossFn | None = None,
     ) -> nn.Module:
-        apply_weight_masks(model, ratios=section.get("ratios"), sensitivities=section.get("sensitivities"))
+        key = "ratios" if "ratios" in section else "sensitivities"
+        apply_weight_masks(model, **{key: _not_dropped(model, section[key])})
         return model
 
 

@@ -36,7 +36,14 @@ from torch.nn.utils import parametrize
 from prunetune.errors import PrunetuneError
 from prunetune.pruners.calls import ExampleInputs
 from prunetune.pruners.measure import Storage
-from prunetune.pruners.methods import Dimension, PruningMethod, _check_keys, _check_names, _values_by_unit
+from prunetune.pruners.methods import (
+    Dimension,
+    PruningMethod,
+    _check_keys,
+    _check_names,
+    _not_dropped,
+    _values_by_unit,
+)
 from prunetune.pruners.structured import LossFn
 from prunetune.pruners.unstructured import make_masks_permanent
 
@@ -298,7 +305,8 @@ class Quantization(PruningMethod):
 
     Section: ``{"scheme": "kmeans", "bits": {"classifier.0": 4, "classifier.3": 8}}``; a width of
     32 leaves a layer in float32. ``scheme`` is ``kmeans`` (weight sharing, trained centroids) or
-    ``uniform`` (affine levels, trained scale and zero point).
+    ``uniform`` (affine levels, trained scale and zero point). A layer an earlier ``drop`` section
+    removed is skipped, as in :class:`~prunetune.pruners.methods.FilterPruning`.
 
     Args:
         bits: The widths a search chooses from per layer (add 32 to let it keep a layer in float).
@@ -394,7 +402,7 @@ class Quantization(PruningMethod):
     ) -> nn.Module:
         scheme = section.get("scheme", "kmeans")
         modules = dict(model.named_modules())
-        for layer, bits in section["bits"].items():
+        for layer, bits in _not_dropped(model, section["bits"]).items():
             if int(bits) == FLOAT_BITS:
                 continue
             if not isinstance(modules.get(layer), nn.Linear):
