@@ -16,7 +16,7 @@ from prunetune.objectives.sensitivity import sensitivity_analysis
 from prunetune.pruners import Plan
 from prunetune.search import SearchSpace
 from prunetune.search.experiment import experiment_from_dict
-from prunetune.search.ledger import ATTR_PLAN
+from prunetune.search.ledger import ATTR_PLAN, generation_of
 from prunetune.search.priors import check_start_from, start_plans
 from prunetune.search.runner import run_experiment
 from prunetune.zoo import save_checkpoint
@@ -172,6 +172,8 @@ def test_a_fresh_run_evaluates_its_start_points_first(checkpoint: Path, tmp_path
     assert trials[1].user_attrs[ATTR_PLAN] == hand
     # The sampler goes on with its own proposals after them.
     assert all(t.params != trials[0].params for t in trials[2:])
+    if sampler != "tpe":  # a population sampler holds them in its first generation, to breed from
+        assert [generation_of(study, t) for t in trials[:2]] == [0, 0]
 
 
 def test_a_resumed_run_does_not_enqueue_again(checkpoint: Path, tmp_path: Path) -> None:
@@ -182,3 +184,18 @@ def test_a_resumed_run_does_not_enqueue_again(checkpoint: Path, tmp_path: Path) 
     uniform = [t for t in study.trials if t.params == {f"filters.{unit}": 0.3 for unit in UNITS}]
     assert [t.number for t in uniform] == [0] and len(study.trials) == 4
     assert not any(line.startswith("start point") for line in lines)
+
+
+@pytest.mark.parametrize(("sampler", "options"), [("pymoo-nsga2", {"population_size": 4}), ("scipy-de", {"popsize": 1})])
+def test_a_resumed_population_run_keeps_its_start_points_in_generation_zero(
+    checkpoint: Path, tmp_path: Path, sampler: str, options: dict
+) -> None:
+    run_dir = tmp_path / "run"
+    changes = {"search.start_from": ["uniform:0.3"], "search.sampler": sampler, "search.sampler_options": options}
+    run_experiment(fast_experiment(checkpoint, **changes, **{"search.trials": 2}), run_dir, echo=lambda line: None)
+    study = run_experiment(fast_experiment(checkpoint, **changes, **{"search.trials": 7}), run_dir, echo=lambda line: None)
+    trials = study.trials
+    uniform = {f"filters.{unit}": 0.3 for unit in UNITS}
+    assert len(trials) == 7 and [t.number for t in trials if t.params == uniform] == [0]
+    size = 4 if sampler == "pymoo-nsga2" else 5  # scipy: max(5, popsize x 4 coordinates)
+    assert [generation_of(study, t) for t in trials] == [0] * size + [1] * (7 - size)

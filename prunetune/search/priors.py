@@ -15,8 +15,10 @@ that learns from completed trials (TPE, GP, Optuna's NSGA-II) starts from them. 
     The N (default 1) least discriminative units dropped (Jordao et al. 2020), ranked by
     :func:`prunetune.pruners.discriminative.dlp_ranking`.
 
-The runner turns each plan into parameters with :meth:`SearchSpace.params_for` and enqueues them
-before the first trial of a fresh run (never on resume); they count towards the trial budget.
+The runner turns each plan into parameters with :meth:`SearchSpace.params_for` and, before the
+first trial of a fresh run (never on resume), enqueues them, or hands them to a sampler that takes
+start points itself (``scipy-de``); either way they are the first trials, count towards the trial
+budget, and every population sampler puts them into its first generation and breeds from them.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from prunetune.search.space import SearchSpace, make_method
 from prunetune.search.weights import keep_only, weights_dir
 from prunetune.zoo.datasets import DataSplits, load_data
 
-__all__ = ["build_objective", "front_rows", "preflight", "prepare_base", "run_experiment"]
+__all__ = ["build_objective", "front_rows", "hand_start_points", "preflight", "prepare_base", "run_experiment"]
 
 #: Samplers that learn from values but take no constraints: they get penalised values instead.
 UNCONSTRAINED_LEARNERS = ("cmaes",)
@@ -262,7 +262,7 @@ def run_experiment(
             echo(f"resuming: {done} trials finished, {len(interrupted)} interrupted (closed), {remaining} to run")
         echo(f"search: {len(space)} parameters ({', '.join(space.methods)}), sampler {search.sampler}, {search.trials} trials")
         if not before and search.start_from:
-            _enqueue_start_points(experiment, study, space, base, data, echo)
+            _start_search_from(experiment, study, space, base, data, echo)
         progress = Progress(total=search.trials, done=done, echo=echo, study=study)
         stopping = search.early_stopping
         rule = dominance_rule(study, stopping.margin, stopping.min_completed, stopping.warmup_steps) if stopping.enabled else None
@@ -290,19 +290,35 @@ def run_experiment(
         return study
 
 
-def _enqueue_start_points(
+def _start_search_from(
     experiment: Experiment, study: optuna.Study, space: SearchSpace, base: nn.Module, data: DataSplits,
     echo: Callable[[str], None],
 ) -> None:
-    """Enqueue `search.start_from` (a fresh run only): the first trials evaluate these plans."""
+    """Hand `search.start_from` to the search (a fresh run only): the first trials evaluate these plans."""
     from prunetune.search.priors import start_plans
 
     plans = start_plans(
         experiment.search.start_from, base, data, space, batch_size=experiment.objective.batch_size,
         bn_recalibration_batches=experiment.objective.bn_recalibration_batches, seed=experiment.seed, echo=echo,
     )
-    for plan in plans:
-        study.enqueue_trial(space.params_for(plan), skip_if_exists=True)
+    hand_start_points(study, [space.params_for(plan) for plan in plans])
+
+
+def hand_start_points(study: optuna.Study, points: list[dict[str, Any]]) -> None:
+    """Make `points` (parameter dicts) the study's first trials, in the sampler's first generation.
+
+    A sampler with `set_start_points` (scipy-de) takes them as the first candidates of its initial
+    population: scipy scores the candidates it proposed, so a start point must be one. Any other
+    sampler gets them enqueued; `SearchSpace.suggest` asks the sampler for each, so NSGA-II and
+    pymoo give it its place in their first generation and breed from it (CMA-ES too, after its
+    first trial).
+    """
+    takes_them = getattr(study.sampler, "set_start_points", None)
+    if callable(takes_them):
+        takes_them(points)
+        return
+    for params in points:
+        study.enqueue_trial(params, skip_if_exists=True)
 
 
 def front_rows(study: optuna.Study) -> list[Mapping[str, Any]]:

@@ -122,7 +122,13 @@ class SearchSpace:
         return len(self._distributions)
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Plan:
-        """Define-by-run: suggest every parameter on `trial` and return the plan they make."""
+        """Define-by-run: suggest every parameter on `trial` and return the plan they make.
+
+        The sampler's relative sample is asked for first, even when every parameter is fixed (an
+        enqueued start point): Optuna asks it only on the first parameter that is not fixed, and a
+        population sampler gives a trial its place in a generation there. Fixed values still win.
+        """
+        _ask_sampler(trial)
         params = {}
         for name, distribution in self._distributions.items():
             if isinstance(distribution, CategoricalDistribution):
@@ -186,6 +192,17 @@ class SearchSpace:
                     distribution = self._distributions[dim.name]
                     params[dim.name] = _within(dim.name, given.get(dim.name, _lowest(distribution)), distribution)
         return {name: params[name] for name in self._distributions}
+
+
+def _ask_sampler(trial: optuna.trial.BaseTrial) -> None:
+    """Have the study's sampler run `sample_relative` for `trial` now (an Optuna Trial only).
+
+    Without it, a trial whose parameters are all enqueued never reaches the sampler, so NSGA-II,
+    CMA-ES and pymoo never count it in a generation and never breed from it. For any other trial
+    this is what its first suggestion would do anyway.
+    """
+    if isinstance(trial, optuna.trial.Trial):
+        trial.relative_params  # noqa: B018 -- the property asks the sampler once and caches the answer
 
 
 def _shared_distribution(method: str, dims: Sequence[Dimension]) -> BaseDistribution:

@@ -13,6 +13,11 @@ same storage re-runs DE from the same seed and answers every generation it finds
 records, so it continues where the old one stopped. A trial closed as interrupted
 (``prunetune.search.ledger.mark_interrupted``: its driver died while it ran) measured nothing: its
 candidate is still open and goes to the next trial that asks.
+
+Start points (``start_points``, or :meth:`ScipyDESampler.set_start_points` before the first trial)
+are the first rows of the first DE run's initial population, so trials 0, 1, ... evaluate them as
+candidates of generation 0 and scipy breeds from their scores. The study keeps them
+(``start_points``), so a resumed run rebuilds the same population.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _READY_TIMEOUT_S = 60.0  # scipy computing the next generation (or replaying stored ones), never a trial
 _JOIN_TIMEOUT_S = 5.0
 _REDRAWS = 16
+_FILL_STREAM = 1  # random stream (after seed and run 0) of the rows that fill up a population with start points
 _DEFAULT_SCALARIZATION = ConstrainedObjective()
 
 Scalarize = Callable[[FrozenTrial, Sequence[StudyDirection], Sequence[str] | None], float]
@@ -98,6 +104,16 @@ class ScipyDESampler(BaseSampler):
     starts from a fresh population drawn with the next seed of the sequence ``(seed, run)``;
     generation numbers keep counting.
 
+    Start points. ``start_points`` (parameter dicts covering the space, e.g. known good plans) are
+    the first rows of the first run's initial population; the rest is drawn as ``init`` says (or
+    taken from the ``init`` array), from the seed. Trials 0, 1, ... therefore evaluate the start
+    points as generation 0, index 0, 1, ..., and DE breeds from their scores. More start points than
+    the population size make the population that large. Their trials get the start points'
+    values exactly (not a decoded vector). The study stores them, so a new sampler on the same
+    storage needs none; a study whose DE run began without start points keeps
+    going without them. A trial whose parameters are all fixed (``study.enqueue_trial``) takes no
+    candidate: it is an ordinary trial of the study, outside the generations.
+
     Resume. A new sampler on the same storage re-runs DE with the same seed (with ``seed=None``
     the seed drawn by the first sampler is kept in the study's system attributes) and answers each
     generation from the trials stored for it, checking each stored vector against scipy's. In a
@@ -125,6 +141,7 @@ class ScipyDESampler(BaseSampler):
             ``1e9``; failures then score ``2e9``.
         constraints_func: Optuna's ``constraints_func``: trial -> values, feasible when all <= 0.
             Its values are stored with the trial as Optuna's other samplers store them.
+        start_points: Parameter dicts the first generation evaluates first (see Start points).
 
     Example:
         >>> import optuna
@@ -155,6 +172,7 @@ class ScipyDESampler(BaseSampler):
         tol: float = 0.01,
         scalarization: Scalarize | None = None,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
+        start_points: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self._search_space = search_space
         self._seed = seed
@@ -167,6 +185,7 @@ class ScipyDESampler(BaseSampler):
         self._tol = tol
         self._scalarization = scalarization
         self._constraints_func = constraints_func
+        self._start_points = [dict(point) for point in start_points] if start_points is not None else None
         self._random_sampler: RandomSampler | None = None
         self._lock = threading.RLock()
         self._reset_runtime()
@@ -196,6 +215,8 @@ class ScipyDESampler(BaseSampler):
         codec = VectorCodec(space)
         if codec.size == 0:
             return codec.to_params(np.empty(0))
+        if _all_fixed(trial, codec):
+            return {}  # it evaluates its own point: a candidate given to it would be scored wrongly
         engine = self._engine_for(study, space, codec)
         member = engine.take(_READY_TIMEOUT_S, trial._trial_id)
         if member is None and self._collect_missed(study, engine):
@@ -217,7 +238,12 @@ class ScipyDESampler(BaseSampler):
         except Exception:
             engine.release(generation, index, trial._trial_id)
             raise
-        return codec.to_params(vector)
+        params = codec.to_params(vector)
+        with self._lock:
+            starts = self._starts
+        if generation == 0 and starts is not None and index < len(starts):
+            params.update((name, starts[index][name]) for name in codec.names)  # exact, not decoded
+        return params
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -258,10 +284,19 @@ class ScipyDESampler(BaseSampler):
             codec = VectorCodec(dict(self._search_space))
         if codec is None or codec.size == 0:
             return None
-        if not isinstance(self._init, str):
-            return int(np.shape(self._init)[0])
-        size = max(5, self._popsize * codec.size)
-        return int(2 ** math.ceil(math.log2(size))) if self._init == "sobol" else size
+        with self._lock:
+            starts = len(self._starts) if self._starts is not None else len(self._start_points or ())
+        return max(self._base_size(codec), starts)
+
+    def set_start_points(self, points: Sequence[Mapping[str, Any]]) -> None:
+        """Make ``points`` the first rows of the initial population (before the study's first trial).
+
+        For a caller that knows its start points only once the sampler exists, as the runner does.
+        """
+        with self._lock:
+            if self._engine is not None:
+                raise PrunetuneError("ScipyDESampler takes start points only before its first trial.")
+            self._start_points = [dict(point) for point in points]
 
     def close(self) -> None:
         """Stop the DE thread. A later trial starts a new one that replays the study's storage."""
@@ -273,7 +308,7 @@ class ScipyDESampler(BaseSampler):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_lock", "_engine", "_engine_key", "_codec", "_finalizer", "_outside_in_flight"):
+        for name in ("_lock", "_engine", "_engine_key", "_codec", "_finalizer", "_outside_in_flight", "_starts"):
             state.pop(name, None)
         return state
 
@@ -290,6 +325,7 @@ class ScipyDESampler(BaseSampler):
         self._codec: VectorCodec | None = None
         self._finalizer: weakref.finalize | None = None
         self._outside_in_flight: dict[int, tuple[float, ...]] = {}
+        self._starts: list[dict[str, Any]] | None = None  # the start points of the running engine
 
     def _independent(self) -> RandomSampler:
         """The random sampler for parameters outside the DE space, made once the arguments are checked."""
@@ -311,10 +347,13 @@ class ScipyDESampler(BaseSampler):
             if self._finalizer is not None:
                 self._finalizer()
             init = self._checked_init(codec)
+            seed = self._run_seed(study)
+            points = self._load_start_points(study, codec)
+            starts = None if points is None else np.array([codec.to_vector(point) for point in points])
             engine = _Engine(
                 bounds=list(zip(codec.lower.tolist(), codec.upper.tolist(), strict=True)),
                 integrality=codec.integrality if codec.integrality.any() else None,
-                seed=self._run_seed(study),
+                seed=seed,
                 options={
                     "strategy": self._strategy,
                     "maxiter": self._maxiter,
@@ -326,9 +365,10 @@ class ScipyDESampler(BaseSampler):
                 },
                 replay=self._stored_members(study, codec),
                 name=f"{type(self).__name__}-{id(self):x}",
+                first_init=None if starts is None else self._first_population(codec, init, starts, seed),
             )
             engine.start()
-            self._engine, self._engine_key, self._codec = engine, key, codec
+            self._engine, self._engine_key, self._codec, self._starts = engine, key, codec, points
             self._finalizer = weakref.finalize(self, engine.stop)
             return engine
 
@@ -343,6 +383,51 @@ class ScipyDESampler(BaseSampler):
         seed = int(np.random.SeedSequence().generate_state(1)[0])
         _set_study_attr(study, key, seed)
         return seed
+
+    def _base_size(self, codec: VectorCodec) -> int:
+        """The population scipy makes from ``popsize`` and ``init`` alone (before start points)."""
+        if not isinstance(self._init, str):
+            return int(np.shape(self._init)[0])
+        size = max(5, self._popsize * codec.size)
+        return int(2 ** math.ceil(math.log2(size))) if self._init == "sobol" else size
+
+    def _load_start_points(self, study: Study, codec: VectorCodec) -> list[dict[str, Any]] | None:
+        """The start points: the study's (a resume), else this sampler's, then stored for a resume.
+
+        A study whose DE run already began without start points goes on without them: another first
+        generation would not match the stored one.
+        """
+        key = self._key("start_points")
+        stored = _study_attrs(study).get(key)
+        if stored is not None:
+            if any(_start_problem(codec, point) for point in stored):
+                _logger.warning("The study's start points do not fit this search space; DE goes on without them.")
+                return None
+            return [dict(point) for point in stored]
+        if not self._start_points:
+            return None
+        if any(_member(trial.system_attrs, self._key) for trial in study.get_trials(deepcopy=False)):
+            _logger.warning("The study's DE run began without start points; they are not used.")
+            return None
+        for number, point in enumerate(self._start_points):
+            problem = _start_problem(codec, point)
+            if problem:
+                raise PrunetuneError(f"Start point {number} of ScipyDESampler {problem}.")
+        points = [{name: point[name] for name in codec.distributions if name in point} for point in self._start_points]
+        _set_study_attr(study, key, points)
+        return points
+
+    def _first_population(
+        self, codec: VectorCodec, init: str | np.ndarray, starts: np.ndarray, seed: int
+    ) -> np.ndarray:
+        """The first run's initial population: the start points, then rows drawn as ``init`` says
+        (scaled to scipy's bounds) or the rest of the ``init`` array."""
+        if not isinstance(init, str):
+            return np.vstack([starts, init[len(starts):]])
+        count = max(self._base_size(codec) - len(starts), 0)
+        rng = np.random.default_rng([seed, 0, _FILL_STREAM])
+        low, high = _scipy_limits(codec)
+        return np.vstack([starts, low + _unit_rows(init, count, codec.size, rng) * (high - low)])
 
     def _stored_members(self, study: Study, codec: VectorCodec) -> _Stored:
         """What storage says about each (generation, index): candidate vectors and their scores.
@@ -453,6 +538,8 @@ class ScipyDESampler(BaseSampler):
             _bad(name, "scalarization", "a callable (trial, directions, metric_names) -> float", self._scalarization)
         if self._constraints_func is not None and not callable(self._constraints_func):
             _bad(name, "constraints_func", "a callable trial -> sequence of floats", self._constraints_func)
+        if self._start_points is not None and not all(isinstance(point, Mapping) for point in self._start_points):
+            _bad(name, "start_points", "a sequence of parameter dicts", self._start_points)
 
     def _checked_init(self, codec: VectorCodec) -> str | np.ndarray:
         if isinstance(self._init, str):
@@ -506,8 +593,10 @@ class _Engine:
         options: dict[str, Any],
         replay: _Stored,
         name: str,
+        first_init: np.ndarray | None = None,
     ) -> None:
         self._bounds = bounds
+        self._first_init = first_init  # the first run's initial population, start points first
         self._integrality = integrality
         self._seed = seed
         self._options = options
@@ -606,6 +695,9 @@ class _Engine:
 
         try:
             while True:
+                options = dict(self._options)
+                if self._run == 0 and self._first_init is not None:
+                    options["init"] = self._first_init
                 differential_evolution(
                     _never_called,
                     self._bounds,
@@ -614,7 +706,7 @@ class _Engine:
                     updating="deferred",
                     polish=False,
                     integrality=self._integrality,
-                    **self._options,
+                    **options,
                 )
                 with self._cond:
                     self._run += 1
@@ -711,6 +803,51 @@ def _member(system_attrs: Mapping[str, Any], key: Callable[[str], str]) -> tuple
     if generation is None or index is None or vector is None:
         return None
     return int(generation), int(index), np.asarray(vector, dtype=float)
+
+
+def _all_fixed(trial: FrozenTrial, codec: VectorCodec) -> bool:
+    """Whether the trial was enqueued with a value for every coordinate (Optuna's ``fixed_params``)."""
+    fixed = trial.system_attrs.get("fixed_params") or {}
+    return all(name in fixed for name in codec.names)
+
+
+def _start_problem(codec: VectorCodec, point: Mapping[str, Any]) -> str | None:
+    """What keeps ``point`` from being a start point of the codec's space (None: nothing)."""
+    missing = [name for name in codec.names if name not in point]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    outside = [name for name in codec.names if not _allows(codec.distributions[name], point[name])]
+    return f"has {', '.join(outside)} outside the search space" if outside else None
+
+
+def _allows(distribution: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (TypeError, ValueError):  # a categorical value that is not a choice, a string for a float
+        return False
+
+
+def _scipy_limits(codec: VectorCodec) -> tuple[np.ndarray, np.ndarray]:
+    """The box scipy samples in: integer coordinates reach half a step past each bound, as scipy sets it."""
+    low, high = codec.lower.copy(), codec.upper.copy()
+    whole = codec.integrality
+    low[whole] = np.nextafter(np.ceil(low[whole]) - 0.5, np.inf)
+    high[whole] = np.nextafter(np.floor(high[whole]) + 0.5, -np.inf)
+    return low, high
+
+
+def _unit_rows(init: str, count: int, dims: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` rows in the unit cube, drawn the way ``init`` names (scipy's own initialisations)."""
+    from scipy.stats import qmc
+
+    if count == 0:
+        return np.empty((0, dims))
+    if init == "random":
+        return rng.uniform(size=(count, dims))
+    if init == "sobol":  # balanced only in powers of two: draw one, keep the first rows
+        return qmc.Sobol(d=dims, rng=rng).random_base2(math.ceil(math.log2(count)))[:count]
+    engine = qmc.Halton(d=dims, rng=rng) if init == "halton" else qmc.LatinHypercube(d=dims, rng=rng)
+    return engine.random(count)
 
 
 def _same_vector(a: np.ndarray, b: np.ndarray) -> bool:
