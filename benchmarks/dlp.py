@@ -25,6 +25,7 @@ fine-tune for all), exactly as a search trial scores it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -90,6 +91,7 @@ class Settings:
     output: Path | None
     threads: int
     quick: bool
+    seeds: tuple[int, ...] = (0,)
 
 
 @dataclass
@@ -99,11 +101,32 @@ class Row:
     group: str
     label: str
     plan: dict[str, Any]
-    result: PruneResult
+    results: list[PruneResult]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def removed(self) -> tuple[float, float]:
+        return removed(self.results[0])  # the same architecture whatever the fine-tune seed
+
+    @property
+    def val(self) -> float:
+        return float(np.mean([r.val_accuracy for r in self.results]))
+
+    @property
+    def test(self) -> float:
+        return float(np.mean([r.test_accuracy for r in self.results]))
+
+    @property
+    def val_pruned(self) -> float:
+        return float(np.mean([r.val_accuracy_pruned for r in self.results]))
+
+    def spread(self, split: str) -> float:
+        """Standard deviation over the fine-tune seeds, in pp (0 with one seed)."""
+        return float(100 * np.std([getattr(r, f"{split}_accuracy") for r in self.results]))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    first = 0.28 if args.model == "resnet20" else 0.3
     finetune = TrainConfig(
         epochs=1 if args.quick else args.epochs, max_steps=8 if args.quick else None, lr=args.lr, seed=0,
         threads=args.threads,
@@ -111,10 +134,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     output = Path(args.output) if args.output else (None if args.quick else RESULTS / "dlp.md")
     return Settings(
         model=args.model, base=Path(args.base) if args.base else BASES[args.model], base_epochs=args.base_epochs,
-        layer_targets=(0.28,) if args.quick else (0.28, 0.5), cascade_target=0.6,
+        # On ResNet-20 a 30% budget takes a fourth unit (40% removed): 0.28 stops at three.
+        layer_targets=(first,) if args.quick else (first, 0.5), cascade_target=0.6,
         random_seeds=(0,) if args.quick else (0, 1, 2), random_seeds_high=() if args.quick else (0, 1),
         samples=500 if args.quick else 2000, finetune=finetune, output=output, threads=args.threads,
-        quick=args.quick,
+        quick=args.quick, seeds=tuple(range(args.seeds)),
     )
 
 
@@ -163,16 +187,21 @@ def ratio_for(
 def run_plan(
     base: nn.Module, plan: Mapping[str, Any], data: DataSplits, settings: Settings, base_val: float,
     base_m: Measurement, echo: Echo,
-) -> PruneResult:
-    result = prune_and_finetune(
-        base, plan, data, finetune=settings.finetune, base_measurement=base_m, base_val_accuracy=base_val,
-    )
-    macs, params = removed(result)
-    echo(
-        f"    val {result.val_accuracy:.2%} (after pruning {result.val_accuracy_pruned:.2%}), test "
-        f"{result.test_accuracy:.2%}, MACs -{macs:.1%}, params -{params:.1%}, {result.seconds:.0f}s"
-    )
-    return result
+) -> list[PruneResult]:
+    """The plan fine-tuned once per seed of ``settings.seeds`` (the same pruned architecture each time)."""
+    results = []
+    for seed in settings.seeds:
+        result = prune_and_finetune(
+            base, plan, data, finetune=dataclasses.replace(settings.finetune, seed=seed), base_measurement=base_m,
+            base_val_accuracy=base_val,
+        )
+        macs, params = removed(result)
+        echo(
+            f"    seed {seed}: val {result.val_accuracy:.2%} (after pruning {result.val_accuracy_pruned:.2%}), test "
+            f"{result.test_accuracy:.2%}, MACs -{macs:.1%}, params -{params:.1%}, {result.seconds:.0f}s"
+        )
+        results.append(result)
+    return results
 
 
 def single_drops(
@@ -209,12 +238,13 @@ def _table(rows: Sequence[Row], base_val: float, base_test: float) -> list[str]:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        r = row.result
-        macs, params = removed(r)
+        macs, params = row.removed
+        val_sd = f" ± {row.spread('val'):.2f}" if len(row.results) > 1 else ""
+        test_sd = f" ± {row.spread('test'):.2f}" if len(row.results) > 1 else ""
         lines.append(
             f"| {row.label} | {_units_text(row.plan)} | {_filters_text(row.plan)} | {macs:.1%} | {params:.1%} | "
-            f"{r.val_accuracy_pruned:.2%} | {r.val_accuracy:.2%} | {r.test_accuracy:.2%} | "
-            f"{100 * (base_val - r.val_accuracy):.2f} | {100 * (base_test - r.test_accuracy):.2f} |"
+            f"{row.val_pruned:.2%} | {row.val:.2%} | {row.test:.2%} | "
+            f"{100 * (base_val - row.val):.2f}{val_sd} | {100 * (base_test - row.test):.2f}{test_sd} |"
         )
     return lines
 
@@ -222,8 +252,8 @@ def _table(rows: Sequence[Row], base_val: float, base_test: float) -> list[str]:
 def _mean(rows: Sequence[Row], base_val: float, base_test: float) -> str:
     if not rows:
         return "not measured"
-    val = [100 * (base_val - row.result.val_accuracy) for row in rows]
-    test = [100 * (base_test - row.result.test_accuracy) for row in rows]
+    val = [100 * (base_val - row.val) for row in rows]
+    test = [100 * (base_test - row.test) for row in rows]
     return (
         f"{len(rows)} random drop set(s): val drop {np.mean(val):.2f} pp (range {min(val):.2f} to {max(val):.2f}), "
         f"test drop {np.mean(test):.2f} pp (range {min(test):.2f} to {max(test):.2f})"
@@ -248,14 +278,16 @@ def report(
         row = by_label.get(label)
         here = "not measured"
         if row is not None:
-            macs, params = removed(row.result)
+            macs, params = row.removed
             here = (
-                f"MACs -{macs:.1%}, params -{params:.1%} at {100 * (row.result.val_accuracy - base_val):+.2f} pp val / "
-                f"{100 * (row.result.test_accuracy - base_test):+.2f} pp test"
+                f"MACs -{macs:.1%}, params -{params:.1%} at {100 * (row.val - base_val):+.2f} pp val / "
+                f"{100 * (row.test - base_test):+.2f} pp test"
             )
         return f"| {kind} | FLOPs -{flops:.2%} at {pp:+.2f} pp | {label} | {here} |"
 
     first_target = settings.layer_targets[0]
+    shares = {rule: _share(macs, base_m.macs) for rule, _, macs in rules.values()}
+    block_share, conv_share = shares.get("block", "-"), shares.get("identity", "-")
     parts = [
         header(f"Discriminative layer pruning on {settings.model}, CIFAR-10 (first 4,000 records)"
                + (" (quick)" if settings.quick else "")),
@@ -268,7 +300,8 @@ def report(
         "",
         ("Every variant is one plan applied by `prune_and_finetune` to a copy of the base: units dropped, filters "
          f"pruned, BN statistics recalibrated, then {budget} of fine-tuning (SGD lr {ft.lr:g}, momentum 0.9, cosine, "
-         "batch 64, seed 0), the same for every variant. Drops are against the base checkpoint; "
+         f"batch 64), the same for every variant, repeated with fine-tune seed(s) {', '.join(map(str, settings.seeds))} "
+         "(accuracies are the mean over the seeds; `±` is their standard deviation). Drops are against the base checkpoint; "
          "MACs and parameters are counted on the real, smaller model. One validation image is "
          f"{100 / len(data.val):.2f} pp and one test image {100 / len(data.test):.3f} pp."),
         "",
@@ -277,18 +310,19 @@ def report(
         "| | paper: ResNet-56, full CIFAR-10 (base ~93%) | here | measured |",
         "| --- | --- | --- | --- |",
         paper_row("layers", f"DLP {first_target:.0%}"),
+        paper_row("layers", f"DLP blocks only {first_target:.0%}"),
         paper_row("cascade", "DLP + filters"),
+        paper_row("cascade", "DLP blocks only + filters"),
         "",
         ("The data differ, and so the figures are not comparable one to one. The paper trains ResNet-56 on all "
          "50,000 CIFAR-10 training images to about 93% and fine-tunes for many epochs on a GPU. Here a "
          f"{settings.model} learned from {len(data.train):,} training images to {base_val:.0%} validation / "
          f"{base_test:.0%} test accuracy (it fits its training images perfectly), every fine-tune is {budget} on "
          f"a shared CPU, and accuracy is read on {len(data.val)} validation and {len(data.test)} test images. "
-         "ResNet-20 has 9 residual blocks against ResNet-56's 27, so each block is a larger share of the "
-         "network (11.6% of the MACs here, about 3.7% there) and a 30% budget takes 3 blocks instead of about 8."
          + ("" if settings.model == "resnet56" else
-            " ResNet-56 was not measured: its base is not trained here and training it (about 3x the time of "
-            "ResNet-20 per epoch) did not fit the time this run had; `--model resnet56` trains one and runs the same page.")),
+            "ResNet-20 has 9 residual blocks against ResNet-56's 27, so each block is a larger share of the "
+            f"network ({block_share} of the MACs here, about 3.8% there) and a 30% budget takes 3 units instead of "
+            "about 8; `dlp_resnet56.md` is the same page for ResNet-56.")),
         "",
         "## 1. The ranking",
         "",
@@ -328,10 +362,11 @@ def report(
         ("`dlp_drop_set(..., macs_reduction=t)` takes units in ranking order until at least t of the MACs are gone. "
          "The controls fill the same budget the same way from another order: `most discriminative` is the "
          "reversed ranking, `random` a seeded shuffle of the droppable units, `mean VIP` the paper's score. "
-         "Units come in steps of 11.6% (a block) and 5.8% (a downsampling block's second conv) of the MACs, and a "
-         "set stops at the first unit that meets the budget, so a set may remove more than its target: the "
-         f"first target is {settings.layer_targets[0]:g} rather than 0.3 because on this ranking 0.3 "
-         f"{over_note} Compare rows at the MACs they actually remove (column 4). `DLP blocks only` ranks only the "
+         f"Units come in steps of {block_share} (a block) and {conv_share} (a downsampling block's second conv) of "
+         "the MACs, and a set stops at the first unit that meets the budget, so a set may remove more than its "
+         "target" + (f": the first target is {first_target:g} rather than 0.3 because on this ranking 0.3 {over_note}"
+                      if first_target != 0.3 else ".")
+         + " Compare rows at the MACs they actually remove (column 4). `DLP blocks only` ranks only the "
          "residual blocks, as the paper does (its candidates are blocks); `DLP` ranks every droppable unit, "
          "the second convolutions of the downsampling blocks included."),
         "",
@@ -343,8 +378,8 @@ def report(
         dlp = by_label.get(f"DLP {target:.0%}")
         if dlp is not None:
             parts.append(
-                f"- {target:.0%}: DLP val drop {100 * (base_val - dlp.result.val_accuracy):.2f} pp, test drop "
-                f"{100 * (base_test - dlp.result.test_accuracy):.2f} pp; {_mean(randoms, base_val, base_test)}."
+                f"- {target:.0%}: DLP val drop {100 * (base_val - dlp.val):.2f} pp, test drop "
+                f"{100 * (base_test - dlp.test):.2f} pp; {_mean(randoms, base_val, base_test)}."
             )
     parts += [
         "",
@@ -373,8 +408,8 @@ def _reading(
     tuned = by_label.get("no pruning, fine-tuned")
     if tuned is not None:
         lines.append(
-            f"- The same fine-tune without pruning moves the base by {100 * (tuned.result.val_accuracy - base_val):+.2f} "
-            f"pp val / {100 * (tuned.result.test_accuracy - base_test):+.2f} pp test: the fine-tune's own effect, to "
+            f"- The same fine-tune without pruning moves the base by {100 * (tuned.val - base_val):+.2f} "
+            f"pp val / {100 * (tuned.test - base_test):+.2f} pp test: the fine-tune's own effect, to "
             "read the drops against."
         )
     for target in settings.layer_targets:
@@ -383,8 +418,8 @@ def _reading(
                   and f"{target:.0%}" in row.label]
         if dlp is None or not others:
             continue
-        better = sum(row.result.val_accuracy < dlp.result.val_accuracy for row in others)
-        better_test = sum(row.result.test_accuracy < dlp.result.test_accuracy for row in others)
+        better = sum(row.val < dlp.val for row in others)
+        better_test = sum(row.test < dlp.test for row in others)
         lines.append(
             f"- At {target:.0%}, DLP's drop set beats {better} of {len(others)} other drop sets of that budget on "
             f"validation and {better_test} of {len(others)} on test."
@@ -393,12 +428,13 @@ def _reading(
     filters_only = by_label.get("filters only")
     if cascade is not None and filters_only is not None:
         lines.append(
-            f"- Cascade against filters only at about the same MACs: {100 * (cascade.result.val_accuracy - filters_only.result.val_accuracy):+.2f} pp val, "
-            f"{100 * (cascade.result.test_accuracy - filters_only.result.test_accuracy):+.2f} pp test."
+            f"- Cascade against filters only at about the same MACs: {100 * (cascade.val - filters_only.val):+.2f} pp val, "
+            f"{100 * (cascade.test - filters_only.test):+.2f} pp test."
         )
+    seeds = len(settings.seeds)
     lines.append(
-        "- With 320 validation and 800 test images and one fine-tune seed, differences of 1-2 pp are within the "
-        "spread the random drop sets show; read the random rows as the noise floor."
+        f"- With 320 validation and 800 test images and {seeds} fine-tune seed{'s' if seeds > 1 else ''}, "
+        "differences of 1-2 pp are within the spread the random drop sets show; read the random rows as the noise floor."
     )
     return lines
 
@@ -411,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-epochs", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=3, help="fine-tune epochs of every variant")
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seeds", type=int, default=1, help="fine-tune seeds per variant (the table shows their mean ± sd)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=None, help="Markdown page (default results/dlp.md; none with --quick)")
     args = parser.parse_args(argv)
