@@ -316,7 +316,10 @@ def test_quantize_layer_refuses_what_it_cannot_do() -> None:
     with pytest.raises(PrunetuneError, match="'scheme' parameter of quantize_layer"):
         quantize_layer(nn.Linear(2, 2), bits=4, scheme="log")
     model = lenet5()
-    model.classifier[2] = nn.Identity()  # a layer an earlier section removed
+    model.classifier[2] = nn.Identity()  # a layer an earlier drop section removed: skipped
+    Quantization().apply(model, {"bits": {"classifier.2": 4}}, example_inputs=EXAMPLE)
+    assert isinstance(model.classifier[2], nn.Identity)
+    model.classifier[2] = nn.Tanh()  # replaced by something else: refused
     with pytest.raises(PrunetuneError, match="no longer a linear layer"):
         Quantization().apply(model, {"bits": {"classifier.2": 4}}, example_inputs=EXAMPLE)
 
