@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -60,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "runs" / "benchmarks" / "lenet5-mnist-full.pt"
 LENET_QUICK = ROOT / "runs" / "benchmarks" / "lenet5-mnist-20k.pt"
 VGG = ROOT / "runs" / "benchmarks" / "vgg11-cifar4000.pt"
+DATASETS = Path(os.environ.get("PRUNETUNE_DATASETS", "/work/shared/datasets"))
 Echo = Callable[[str], None]
 ORDERED = ("sensitivity order", "depth order", "reverse depth")
 VARIANTS = (*ORDERED, "uniform")
@@ -409,8 +411,20 @@ def run_case(case: Case, threads: int, echo: Echo) -> str:
     return section(case, data, base_m, base_val, base_test, table, units, channels, equal, budget_runs, minutes)
 
 
+def ensure_vgg_base(threads: int, echo: Echo) -> None:
+    """Train the VGG-11 base as ``cifar_filters_bits_pca.py`` does (40 epochs, lr 0.05, seed 0)."""
+    from prunetune.base_model import train_base_model
+
+    echo(f"training the VGG-11 base for 40 epochs -> {VGG.relative_to(ROOT)}")
+    VGG.parent.mkdir(parents=True, exist_ok=True)
+    train_base_model(
+        model="vgg11", data=f"cifar10:{DATASETS / 'cifar10-first4000'}", output=VGG, epochs=40, lr=0.05, seed=0,
+        threads=threads, echo=lambda line: echo("  " + line),
+    )
+
+
 def cases(args: argparse.Namespace, echo: Echo) -> Iterator[Case]:
-    """The cases to run; the VGG-11 one is looked for only once LeNet-5 is done (its base may still be training)."""
+    """The cases to run; the VGG-11 base is trained when missing, after the LeNet-5 case."""
     if args.quick:
         yield Case(
             name="LeNet-5, MNIST (quick)", checkpoint=LENET_QUICK, limit=2000, sensitivity_ratios=(0.5,),
@@ -418,19 +432,20 @@ def cases(args: argparse.Namespace, echo: Echo) -> Iterator[Case]:
         )
         return
     seeds = tuple(range(args.seeds))
-    yield Case(
-        name="LeNet-5, MNIST", checkpoint=Path(args.base), limit=None, sensitivity_ratios=(0.25, 0.5, 0.75),
-        ratios=(0.5, 0.7, 0.8), budget_ratios=(0.8, 0.9), budget=1.0, seeds=seeds,
-        steps_between=args.steps_between, final_steps=args.final_steps, lr=args.lr,
-    )
-    if args.vgg and VGG.exists():
+    if not args.only_vgg:
+        yield Case(
+            name="LeNet-5, MNIST", checkpoint=Path(args.base), limit=None, sensitivity_ratios=(0.25, 0.5, 0.75),
+            ratios=(0.5, 0.7, 0.8), budget_ratios=(0.8, 0.9), budget=1.0, seeds=seeds,
+            steps_between=args.steps_between, final_steps=args.final_steps, lr=args.lr,
+        )
+    if args.vgg and not VGG.exists():
+        ensure_vgg_base(args.threads, echo)
+    if args.vgg:
         yield Case(
             name="VGG-11, first 4,000 CIFAR-10 records", checkpoint=VGG, limit=None,
             sensitivity_ratios=(0.25, 0.5, 0.75), ratios=(0.5,), budget_ratios=(0.7,), budget=1.0,
             seeds=seeds[:2], steps_between=10, final_steps=100, lr=args.lr,
         )
-    elif args.vgg:
-        echo(f"{VGG.relative_to(ROOT)} is not there: the VGG-11 part is skipped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -441,10 +456,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps-between", type=int, default=50, help="fine-tune batches after each unit (default 50)")
     parser.add_argument("--final-steps", type=int, default=300, help="final fine-tune batches (default 300)")
     parser.add_argument("--lr", type=float, default=0.01, help="fine-tune learning rate (default 0.01)")
-    parser.add_argument("--vgg", action="store_true", help=f"also the VGG-11 of {VGG.relative_to(ROOT)} if it exists")
+    parser.add_argument("--vgg", action="store_true", help=f"also the VGG-11 of {VGG.relative_to(ROOT)} (trained when missing)")
+    parser.add_argument("--only-vgg", action="store_true", help="the VGG-11 part alone (implies --vgg)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--output", default=None, help="Markdown file (default results/out_of_order.md; --quick prints)")
     args = parser.parse_args(argv)
+    args.vgg = args.vgg or args.only_vgg
     echo: Echo = lambda line: print(line, flush=True)
     started = time.perf_counter()
     sections = []
