@@ -35,12 +35,13 @@ HV_NOTE = (
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 
-def ensure_base(path: Path, *, limit: int, epochs: int, echo: Callable[[str], None] = print) -> dict[str, float]:
-    """Train LeNet-5 on `limit` MNIST training records once (kept at `path`); returns its metrics."""
+def ensure_base(path: Path, *, limit: int | None, epochs: int, echo: Callable[[str], None] = print) -> dict[str, float]:
+    """Train LeNet-5 on `limit` MNIST training records (None: all) once (kept at `path`); returns its metrics."""
     from prunetune.base_model import train_base_model
 
     if not path.exists():
-        echo(f"training the base LeNet-5 on {limit} MNIST records for {epochs} epochs -> {path}")
+        records = "all" if limit is None else f"{limit}"
+        echo(f"training the base LeNet-5 on {records} MNIST training records for {epochs} epochs -> {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         train_base_model(
             model="lenet5", data=MNIST, output=path, epochs=epochs, limit=limit, lr=0.05, seed=0,

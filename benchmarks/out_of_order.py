@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _machine import RESULTS, header, write_result
+from _pruning_bench import ensure_base
 
 from prunetune.objectives.prune_finetune import prune_and_finetune
 from prunetune.objectives.sensitivity import SensitivityTable, sensitivity_analysis
@@ -426,6 +427,7 @@ def ensure_vgg_base(threads: int, echo: Echo) -> None:
 def cases(args: argparse.Namespace, echo: Echo) -> Iterator[Case]:
     """The cases to run; the VGG-11 base is trained when missing, after the LeNet-5 case."""
     if args.quick:
+        ensure_base(LENET_QUICK, limit=20000, epochs=3, echo=echo)  # the base sample_efficiency.py trains
         yield Case(
             name="LeNet-5, MNIST (quick)", checkpoint=LENET_QUICK, limit=2000, sensitivity_ratios=(0.5,),
             ratios=(0.7,), budget_ratios=(0.8,), budget=1.0, seeds=(0,), steps_between=5, final_steps=20, lr=args.lr,
@@ -433,6 +435,8 @@ def cases(args: argparse.Namespace, echo: Echo) -> Iterator[Case]:
         return
     seeds = tuple(range(args.seeds))
     if not args.only_vgg:
+        if Path(args.base) == LENET:
+            ensure_base(LENET, limit=None, epochs=10, echo=echo)  # the base de_weight_pruning.py trains
         yield Case(
             name="LeNet-5, MNIST", checkpoint=Path(args.base), limit=None, sensitivity_ratios=(0.25, 0.5, 0.75),
             ratios=(0.5, 0.7, 0.8), budget_ratios=(0.8, 0.9), budget=1.0, seeds=seeds,
