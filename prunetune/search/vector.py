@@ -64,10 +64,18 @@ class VectorCodec:
 
     def contains(self, params: Mapping[str, Any]) -> bool:
         """Whether `params` holds every coordinate of this codec with a value its distribution allows."""
-        return all(
-            name in params and self.distributions[name]._contains(self.distributions[name].to_internal_repr(params[name]))
-            for name in self.distributions
-        )
+        return all(name in params for name in self.names) and not self.outside(params)
+
+    def outside(self, params: Mapping[str, Any]) -> list[str]:
+        """The coordinates `params` gives a value their distribution does not allow."""
+        return [name for name in self.names if name in params and not _allows(self.distributions[name], params[name])]
+
+
+def _allows(distribution: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (TypeError, ValueError):  # a categorical value that is not a choice, a string for a float
+        return False
 
 
 def _only_value(distribution: BaseDistribution) -> Any:

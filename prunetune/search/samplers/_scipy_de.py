@@ -816,15 +816,8 @@ def _start_problem(codec: VectorCodec, point: Mapping[str, Any]) -> str | None:
     missing = [name for name in codec.names if name not in point]
     if missing:
         return f"lacks {', '.join(missing)}"
-    outside = [name for name in codec.names if not _allows(codec.distributions[name], point[name])]
+    outside = codec.outside(point)
     return f"has {', '.join(outside)} outside the search space" if outside else None
-
-
-def _allows(distribution: BaseDistribution, value: Any) -> bool:
-    try:
-        return bool(distribution._contains(distribution.to_internal_repr(value)))
-    except (TypeError, ValueError):  # a categorical value that is not a choice, a string for a float
-        return False
 
 
 def _scipy_limits(codec: VectorCodec) -> tuple[np.ndarray, np.ndarray]:
