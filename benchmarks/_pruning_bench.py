@@ -7,7 +7,6 @@ minimised, both in [0, 1]) against the reference point (1, 1).
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -15,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
+
+from _bases import MNIST, train_once
 
 from prunetune.search.experiment import Experiment
 from prunetune.search.ledger import ATTR_METRICS
 from prunetune.search.pareto import error_and_inverse_compression, hypervolume, nondominated_mask
-from prunetune.zoo.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The real MNIST files: $PRUNETUNE_DATASETS/mnist (as `make test` and `make bench` set it), else the shared copy.
-MNIST = "mnist:" + str(Path(os.environ.get("PRUNETUNE_DATASETS", "/work/shared/datasets")) / "mnist")
 REFERENCE = (1.0, 1.0)
 COSTS = ("minimize", "minimize")
 HV_NOTE = (
@@ -37,17 +34,7 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, op
 
 def ensure_base(path: Path, *, limit: int | None, epochs: int, echo: Callable[[str], None] = print) -> dict[str, float]:
     """Train LeNet-5 on `limit` MNIST training records (None: all) once (kept at `path`); returns its metrics."""
-    from prunetune.base_model import train_base_model
-
-    if not path.exists():
-        records = "all" if limit is None else f"{limit}"
-        echo(f"training the base LeNet-5 on {records} MNIST training records for {epochs} epochs -> {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        train_base_model(
-            model="lenet5", data=MNIST, output=path, epochs=epochs, limit=limit, lr=0.05, seed=0,
-            threads=torch.get_num_threads(), echo=lambda line: echo("  " + line),
-        )
-    return dict(load_checkpoint(path).metrics)
+    return train_once(path, model="lenet5", data=MNIST, epochs=epochs, limit=limit, echo=echo)
 
 
 def base_line(metrics: dict[str, float], path: Path, limit: int, epochs: int) -> str:

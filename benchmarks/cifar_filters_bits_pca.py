@@ -25,7 +25,6 @@ The base (``--base``) is trained once when it is missing (40 epochs, lr 0.05).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _bases import CIFAR_SUBSET, train_once
 from _machine import RESULTS, header
 
 from prunetune.objectives.pca_rebuild import measurement_batches
@@ -55,8 +55,6 @@ from prunetune.zoo.datasets import DataSplits, load_data
 __all__ = ["Row", "Settings", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = Path(os.environ.get("PRUNETUNE_DATASETS", "/work/shared/datasets"))
-CIFAR = f"cifar10:{DATASETS / 'cifar10-first4000'}"
 DEFAULT_BASE = ROOT / "runs" / "benchmarks" / "vgg11-cifar4000.pt"
 QUICK_BASE = ROOT / "runs" / "benchmarks" / "vgg11-cifar-quick.pt"
 Echo = Callable[[str], None]
@@ -116,21 +114,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         taus=(0.9, 0.95), fpgm_ratios=(0.0, 0.3), scratch_taus=(0.9,), scratch_fpgm_ratio=0.3, finetune=finetune,
         scratch_epochs=args.scratch_epochs,
         output=Path(args.output) if args.output else RESULTS / "cifar_filters_bits_pca.md", threads=args.threads,
-    )
-
-
-def ensure_base(settings: Settings, echo: Echo) -> None:
-    """Train the VGG-11 base once (kept at ``settings.base``)."""
-    if settings.base.exists():
-        return
-    from prunetune.base_model import train_base_model
-
-    echo(f"training the base VGG-11 for {settings.base_epochs} epochs -> {settings.base}")
-    settings.base.parent.mkdir(parents=True, exist_ok=True)
-    train_base_model(
-        model="vgg11", data=CIFAR, output=settings.base, model_kwargs=settings.base_kwargs,
-        epochs=settings.base_epochs, lr=0.05, seed=0, threads=settings.threads, limit=settings.limit,
-        echo=lambda line: echo("  " + line),
     )
 
 
@@ -442,7 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     torch.set_num_threads(settings.threads)  # the header records it
     with torch_threads(settings.threads):
-        ensure_base(settings, echo)
+        train_once(
+            settings.base, model="vgg11", data=CIFAR_SUBSET, model_kwargs=settings.base_kwargs,
+            epochs=settings.base_epochs, threads=settings.threads, limit=settings.limit, echo=echo,
+        )
         saved = load_checkpoint(settings.base)
         data = load_data(saved.data_spec, **saved.data_options)
         base = saved.build().eval()

@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import header, write_result
-from _pruning_bench import FINISHED, MNIST, ROOT, echo_to, fresh, init_ray, shutdown_ray
+from _bases import MNIST, train_once
+from _pruning_bench import FINISHED, ROOT, echo_to, fresh, init_ray, shutdown_ray
 
 from prunetune.search.experiment import Experiment
 from prunetune.search.ledger import ATTR_METRICS, ATTR_PLAN
@@ -95,27 +96,6 @@ SCHEDULE = {
     "update_every": 10,
 }
 LR = 0.01
-
-
-def ensure_base(case: Case, path: Path, echo: Any) -> dict[str, float]:
-    """The full-MNIST base at `path`, trained once (10 epochs, lr 0.05, seed 0) when missing."""
-    from prunetune.base_model import train_base_model
-
-    if not path.exists():
-        echo(f"training the base {case.title} on the full MNIST training set -> {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        train_base_model(
-            model=case.zoo,
-            data=MNIST,
-            output=path,
-            epochs=10,
-            lr=0.05,
-            seed=0,
-            val_fraction=0.1,
-            threads=torch.get_num_threads(),
-            echo=lambda line: echo("  " + line),
-        )
-    return dict(load_checkpoint(path).metrics)
 
 
 def experiment(case: Case, checkpoint: Path, args: argparse.Namespace) -> Experiment:
@@ -206,7 +186,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
 
     checkpoint = getattr(args, case.key) or case.checkpoint
     say = echo_to(f"[{case.key}]")
-    ensure_base(case, checkpoint, say)
+    train_once(checkpoint, model=case.zoo, data=MNIST, epochs=10, val_fraction=0.1, echo=say)  # full MNIST
     run_dir = args.work / (f"{case.key}-quick" if args.quick else case.key)
     exp = experiment(case, checkpoint, args)
     say(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import random
 import sys
 import time
@@ -44,6 +43,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _bases import CIFAR_SUBSET, train_once
 from _machine import RESULTS, header
 
 from prunetune.objectives.prune_finetune import PruneResult, prune_and_finetune
@@ -64,8 +64,6 @@ from prunetune.zoo.datasets import DataSplits, load_data
 __all__ = ["Row", "Settings", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = Path(os.environ.get("PRUNETUNE_DATASETS", "/work/shared/datasets"))
-CIFAR = f"cifar10:{DATASETS / 'cifar10-first4000'}"
 BASES = {
     "resnet20": ROOT / "runs" / "benchmarks" / "resnet20-cifar4000.pt",
     "resnet56": ROOT / "runs" / "benchmarks" / "resnet56-cifar4000.pt",
@@ -139,20 +137,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         random_seeds=(0,) if args.quick else (0, 1, 2), random_seeds_high=() if args.quick else (0, 1),
         samples=500 if args.quick else 2000, finetune=finetune, output=output, threads=args.threads,
         quick=args.quick, seeds=tuple(range(args.seeds)),
-    )
-
-
-def ensure_base(settings: Settings, echo: Echo) -> None:
-    """Train the base once when it is missing (kept at ``settings.base``)."""
-    if settings.base.exists():
-        return
-    from prunetune.base_model import train_base_model
-
-    echo(f"training the base {settings.model} for {settings.base_epochs} epochs -> {settings.base}")
-    settings.base.parent.mkdir(parents=True, exist_ok=True)
-    train_base_model(
-        model=settings.model, data=CIFAR, output=settings.base, epochs=settings.base_epochs, lr=0.05, seed=0,
-        threads=settings.threads, echo=lambda line: echo("  " + line),
     )
 
 
@@ -458,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     with torch_threads(settings.threads):
-        ensure_base(settings, echo)
+        train_once(settings.base, model=settings.model, data=CIFAR_SUBSET, epochs=settings.base_epochs,
+                   threads=settings.threads, echo=echo)
         checkpoint = load_checkpoint(settings.base)
         base = checkpoint.build().eval()
         data = load_data(checkpoint.data_spec)
@@ -527,39 +512,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measure_row("layers", f"mean VIP (paper's score) {target:.0%}", drop_plan(vip_ranking, target))
 
         def cascade(first: float) -> None:
-            r, done = ratio_for(
-                base, example, lambda ratio: dlp_plan(base, example, ranking, macs_reduction=first, filters=ratio),
-                settings.cascade_target, base_m.macs,
-            )
-            echo(f"  cascade filter ratio {r:g} removes {done:.1%} of the MACs")
-            measure_row("cascade", "DLP + filters", dlp_plan(base, example, ranking, macs_reduction=first, filters=r))
-            r_blocks, _ = ratio_for(
-                base, example,
-                lambda ratio: dlp_plan(base, example, blocks_ranking, macs_reduction=first, filters=ratio),
-                settings.cascade_target, base_m.macs,
-            )
-            measure_row(
-                "cascade", "DLP blocks only + filters",
-                dlp_plan(base, example, blocks_ranking, macs_reduction=first, filters=r_blocks),
-            )
             filter_units = [unit.name for unit in discover_units(base, example)]
 
             def filters_plan(ratio: float) -> dict[str, Any]:
                 return {"filters": {"criterion": "l1", "ratios": {name: ratio for name in filter_units}}} if ratio else {}
 
-            r_only, done_only = ratio_for(base, example, filters_plan, settings.cascade_target, base_m.macs)
-            echo(f"  filters-only ratio {r_only:g} removes {done_only:.1%} of the MACs")
-            measure_row("cascade", "filters only", filters_plan(r_only))
-            random_order = shuffled(0)
-            r_rand, _ = ratio_for(
-                base, example,
-                lambda ratio: dlp_plan(base, example, random_order, macs_reduction=first, filters=ratio),
-                settings.cascade_target, base_m.macs,
-            )
-            measure_row(
-                "cascade", "random drop (seed 0) + filters",
-                dlp_plan(base, example, random_order, macs_reduction=first, filters=r_rand),
-            )
+            def then_filters(order: Sequence[tuple[str, float]]) -> Callable[[float], dict[str, Any]]:
+                return lambda ratio: dlp_plan(base, example, order, macs_reduction=first, filters=ratio)
+
+            for label, plan_for in (
+                ("DLP + filters", then_filters(ranking)),
+                ("DLP blocks only + filters", then_filters(blocks_ranking)),
+                ("filters only", filters_plan),
+                ("random drop (seed 0) + filters", then_filters(shuffled(0))),
+            ):
+                r, done = ratio_for(base, example, plan_for, settings.cascade_target, base_m.macs)
+                echo(f"  {label}: filter ratio {r:g} removes {done:.1%} of the MACs")
+                measure_row("cascade", label, plan_for(r))
 
         measure_row("reference", "no pruning, fine-tuned", {})
         first = settings.layer_targets[0]

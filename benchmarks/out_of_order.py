@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _bases import CIFAR_SUBSET, train_once
 from _machine import RESULTS, header, write_result
 from _pruning_bench import ensure_base
 
@@ -62,7 +62,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "runs" / "benchmarks" / "lenet5-mnist-full.pt"
 LENET_QUICK = ROOT / "runs" / "benchmarks" / "lenet5-mnist-20k.pt"
 VGG = ROOT / "runs" / "benchmarks" / "vgg11-cifar4000.pt"
-DATASETS = Path(os.environ.get("PRUNETUNE_DATASETS", "/work/shared/datasets"))
 Echo = Callable[[str], None]
 ORDERED = ("sensitivity order", "depth order", "reverse depth")
 VARIANTS = (*ORDERED, "uniform")
@@ -412,18 +411,6 @@ def run_case(case: Case, threads: int, echo: Echo) -> str:
     return section(case, data, base_m, base_val, base_test, table, units, channels, equal, budget_runs, minutes)
 
 
-def ensure_vgg_base(threads: int, echo: Echo) -> None:
-    """Train the VGG-11 base as ``cifar_filters_bits_pca.py`` does (40 epochs, lr 0.05, seed 0)."""
-    from prunetune.base_model import train_base_model
-
-    echo(f"training the VGG-11 base for 40 epochs -> {VGG.relative_to(ROOT)}")
-    VGG.parent.mkdir(parents=True, exist_ok=True)
-    train_base_model(
-        model="vgg11", data=f"cifar10:{DATASETS / 'cifar10-first4000'}", output=VGG, epochs=40, lr=0.05, seed=0,
-        threads=threads, echo=lambda line: echo("  " + line),
-    )
-
-
 def cases(args: argparse.Namespace, echo: Echo) -> Iterator[Case]:
     """The cases to run; the VGG-11 base is trained when missing, after the LeNet-5 case."""
     if args.quick:
@@ -442,9 +429,9 @@ def cases(args: argparse.Namespace, echo: Echo) -> Iterator[Case]:
             ratios=(0.5, 0.7, 0.8), budget_ratios=(0.8, 0.9), budget=1.0, seeds=seeds,
             steps_between=args.steps_between, final_steps=args.final_steps, lr=args.lr,
         )
-    if args.vgg and not VGG.exists():
-        ensure_vgg_base(args.threads, echo)
     if args.vgg:
+        # the base cifar_filters_bits_pca.py trains
+        train_once(VGG, model="vgg11", data=CIFAR_SUBSET, epochs=40, threads=args.threads, echo=echo)
         yield Case(
             name="VGG-11, first 4,000 CIFAR-10 records", checkpoint=VGG, limit=None,
             sensitivity_ratios=(0.25, 0.5, 0.75), ratios=(0.5,), budget_ratios=(0.7,), budget=1.0,
