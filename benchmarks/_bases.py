@@ -29,7 +29,7 @@ def train_once(
     ``options`` go to ``train_base_model`` (``limit``, ``model_kwargs``, ...).
     """
     if not path.exists():
-        from prunetune.base_model import train_base_model
+        from prunetune.app.base_model import train_base_model
 
         echo(f"training the base {model} for {epochs} epochs -> {path}")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import optuna
 
 from _bases import MNIST, train_once
 
-from prunetune.search.experiment import Experiment
+from prunetune.app.experiment import Experiment
 from prunetune.search.ledger import ATTR_METRICS
 from prunetune.search.pareto import error_and_inverse_compression, hypervolume, nondominated_mask
 
@@ -79,7 +79,7 @@ def fresh(run_dir: Path) -> Path:
 
 def run(exp: Experiment, run_dir: Path, echo: Callable[[str], None]) -> tuple[optuna.Study, float, float]:
     """Run `exp` in a fresh `run_dir`; returns the study, its start time (epoch seconds) and its wall time."""
-    from prunetune.search.runner import run_experiment
+    from prunetune.app.runner import run_experiment
 
     started = time.time()
     study = run_experiment(exp, fresh(run_dir), echo=echo)

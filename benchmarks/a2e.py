@@ -40,7 +40,7 @@ from _pruning_bench import echo_to, fresh
 
 from prunetune.pruners.measure import measure
 from prunetune.pruners.plan import apply_plan
-from prunetune.search.experiment import Experiment
+from prunetune.app.experiment import Experiment
 from prunetune.search.ledger import ATTR_METRICS, ATTR_PLAN
 from prunetune.zoo.checkpoint import load_checkpoint
 
@@ -168,7 +168,7 @@ def build_experiment(app: App, spec: str, seed: int) -> Experiment:
 
 def run_app(app: App, quick: bool, seed: int) -> dict[str, Any]:
     """Run one application's search in a fresh run folder (in its own process); returns what the table needs."""
-    from prunetune.search.runner import run_experiment
+    from prunetune.app.runner import run_experiment
 
     torch.set_num_threads(1)
     echo = echo_to(f"[{app.name}]")

@@ -31,7 +31,7 @@ from _machine import header, write_result
 from _bases import MNIST, train_once
 from _pruning_bench import FINISHED, ROOT, echo_to, fresh, init_ray, shutdown_ray
 
-from prunetune.search.experiment import Experiment
+from prunetune.app.experiment import Experiment
 from prunetune.search.ledger import ATTR_METRICS, ATTR_PLAN
 from prunetune.search.weights import load_kept_weights, weights_path
 from prunetune.zoo.checkpoint import load_checkpoint
@@ -182,7 +182,7 @@ def layer_density(run_dir: Path, trial: optuna.trial.FrozenTrial) -> str:
 
 
 def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
-    from prunetune.search.runner import run_experiment
+    from prunetune.app.runner import run_experiment
 
     checkpoint = getattr(args, case.key) or case.checkpoint
     say = echo_to(f"[{case.key}]")

@@ -43,7 +43,7 @@ from _pruning_bench import (  # noqa: E402
 )
 
 from prunetune.search.early_stopping import dominated  # noqa: E402
-from prunetune.search.experiment import EarlyStoppingSection  # noqa: E402
+from prunetune.app.experiment import EarlyStoppingSection  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

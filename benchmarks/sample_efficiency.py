@@ -2,7 +2,7 @@
 
 LeNet-5 on MNIST, filter pruning (one ratio per unit), objectives validation accuracy and
 compression (both maximised), each trial a brief fine-tune of `--steps` batches. Each searcher
-runs `--trials` trials through `prunetune.search.runner.run_experiment`; the baseline is the
+runs `--trials` trials through `prunetune.app.runner.run_experiment`; the baseline is the
 uniform sweep (one ratio in every unit, `--sweep-points` ratios from 0.05 to 0.9) scored by the
 same objective. Writes benchmarks/results/sample_efficiency.md. Run from the repo root:
     .venv/bin/python benchmarks/sample_efficiency.py [--trials 80] [--quick]
@@ -52,7 +52,7 @@ REGION_ACCURACY = 0.9
 
 def uniform_sweep(exp, ratios: np.ndarray, echo) -> tuple[list[tuple[float, float, float]], float]:
     """(ratio, accuracy, compression) of one shared filter ratio in every unit, by the search's own objective."""
-    from prunetune.search.runner import build_objective, load_experiment_data, prepare_base
+    from prunetune.app.runner import build_objective, load_experiment_data, prepare_base
     from prunetune.search.space import SearchSpace
 
     data = load_experiment_data(exp)

@@ -9,9 +9,9 @@ __all__ = ["PrunetuneError", "__version__", "export_trial", "load_run", "select_
 
 
 _LAZY = {
-    "load_run": "prunetune.search.runs",
-    "export_trial": "prunetune.search.export",
-    "select_trial": "prunetune.search.export",
+    "load_run": "prunetune.results.runs",
+    "export_trial": "prunetune.results.export",
+    "select_trial": "prunetune.results.export",
 }
 
 

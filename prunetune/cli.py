@@ -63,7 +63,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from prunetune.base_model import train_base_model
+    from prunetune.app.base_model import train_base_model
 
     if args.output.is_dir():
         raise PrunetuneError(f"--output {args.output} is a folder; name the checkpoint file to write.")
@@ -115,10 +115,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 def _run_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from prunetune.search.experiment import load_experiment
-    from prunetune.search.front_table import front_table
+    from prunetune.app.experiment import load_experiment
+    from prunetune.results.front_table import front_table
     from prunetune.search.ledger import storage_url
-    from prunetune.search.runner import front_rows, run_experiment
+    from prunetune.app.runner import front_rows, run_experiment
 
     experiment = load_experiment(args.experiment)
     overrides = {
@@ -165,7 +165,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from prunetune.search.report import Queries, report_command
+    from prunetune.results.report import Queries, report_command
 
     queries = Queries(
         max_drop=args.max_drop, min_compression=args.min_compression,
@@ -193,7 +193,7 @@ def _add_sweep(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from prunetune.demo import run_demo
+    from prunetune.app.demo import run_demo
 
     ratios = _floats(args.ratios, "--ratios")
     criteria = [name.strip() for name in args.criteria.split(",") if name.strip()]
@@ -248,7 +248,7 @@ def _read_plan(text: str) -> Plan:
 
 
 def _run_prune(args: argparse.Namespace) -> int:
-    from prunetune.base_model import format_epoch
+    from prunetune.objectives.training import format_epoch
     from prunetune.objectives.prune_finetune import prune_and_finetune
     from prunetune.objectives.training import TrainConfig
     from prunetune.pruners import make_masks_permanent
@@ -311,8 +311,8 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from prunetune.search.export import export_trial, select_trial
-    from prunetune.search.runs import load_run
+    from prunetune.results.export import export_trial, select_trial
+    from prunetune.results.runs import load_run
 
     run = load_run(args.run)
     number = select_trial(run, trial=args.trial, knee=args.knee, max_drop=args.max_drop)
@@ -365,7 +365,7 @@ def _add_sensitivity(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_sensitivity(args: argparse.Namespace) -> int:
-    from prunetune.objectives.sensitivity import run_sensitivity_command
+    from prunetune.app.sensitivity_command import run_sensitivity_command
 
     return run_sensitivity_command(
         checkpoint=args.model, data=args.data, method=args.method, ratios=_floats(args.ratios, "--ratios"),
@@ -400,7 +400,7 @@ def _add_dlp(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_dlp(args: argparse.Namespace) -> int:
-    from prunetune.objectives.dlp_report import (
+    from prunetune.app.dlp_command import (
         check_output_folder,
         dlp_report,
         write_dlp_report,

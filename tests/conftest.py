@@ -48,7 +48,7 @@ def digits_example(digits) -> torch.Tensor:
 @pytest.fixture(scope="session")
 def digits_lenet5(digits) -> torch.nn.Module:
     """LeNet-5 trained 8 epochs on digits, once per session: tests prune copies, never this model."""
-    from prunetune.base_model import build_model_for
+    from prunetune.zoo.models import build_model_for
     from prunetune.objectives import TrainConfig, train
     from prunetune.runtime import torch_threads
 

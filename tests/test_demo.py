@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from prunetune.demo import run_demo
+from prunetune.app.demo import run_demo
 
 
 def test_demo_prints_the_trade_off_between_accuracy_and_compression() -> None:

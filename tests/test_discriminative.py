@@ -13,7 +13,7 @@ from sklearn.cross_decomposition import PLSRegression
 from torch import nn
 from torch.utils.data import DataLoader
 
-from prunetune.base_model import build_model_for
+from prunetune.zoo.models import build_model_for
 from prunetune.cli import main
 from prunetune.errors import PrunetuneError
 from prunetune.objectives import TrainConfig, train

@@ -13,11 +13,11 @@ import torch
 
 from prunetune.cli import main
 from prunetune.objectives import evaluate
-from prunetune.search.experiment import experiment_from_dict
-from prunetune.search.export import export_trial, torchscript_path
+from prunetune.app.experiment import experiment_from_dict
+from prunetune.results.export import export_trial, torchscript_path
 from prunetune.search.ledger import STUDY_NAME
-from prunetune.search.runner import load_experiment_data, run_experiment
-from prunetune.search.runs import Run, load_run
+from prunetune.app.runner import run_experiment
+from prunetune.results.runs import Run, load_run
 from prunetune.search.weights import load_kept_weights, weights_path
 from prunetune.zoo import load_checkpoint
 
@@ -59,7 +59,7 @@ def params_of(model: torch.nn.Module) -> int:
 
 
 def val_batch(run: Run) -> torch.Tensor:
-    data = load_experiment_data(run.experiment)
+    data = run.data()
     return next(iter(data.loaders(64, seed=0).val))[0]
 
 
@@ -80,7 +80,7 @@ def test_kept_weights_export_is_exactly_the_evaluated_model(run: Run, tmp_path: 
     model = checkpoint.build().eval()
     assert checkpoint.plan == run.plan(number)
     assert params_of(model) == int(row["params"])
-    data = load_experiment_data(run.experiment)
+    data = run.data()
     _, val, test = data.loaders(run.experiment.objective.batch_size, seed=0)
     # Measured again on the reloaded checkpoint, not copied from it: equal to the ledger, exactly.
     assert evaluate(model, val).accuracy == row["accuracy"]

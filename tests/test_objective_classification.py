@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunetune.base_model import build_model_for
+from prunetune.zoo.models import build_model_for
 from prunetune.errors import PrunetuneError
 from prunetune.objectives import (
     DIRECTIONS,

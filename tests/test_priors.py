@@ -15,10 +15,10 @@ from prunetune.errors import PrunetuneError
 from prunetune.objectives.sensitivity import sensitivity_analysis
 from prunetune.pruners import Plan
 from prunetune.search import SearchSpace
-from prunetune.search.experiment import experiment_from_dict
+from prunetune.app.experiment import experiment_from_dict
 from prunetune.search.ledger import ATTR_PLAN, generation_of
-from prunetune.search.priors import check_start_from, start_plans
-from prunetune.search.runner import run_experiment
+from prunetune.app.priors import check_start_from, start_plans
+from prunetune.app.runner import run_experiment
 from prunetune.zoo import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -128,7 +128,7 @@ def test_dlp_drop_start_plan_drops_the_least_discriminative_unit(model, digits, 
     import itertools
 
     from prunetune.pruners.discriminative import dlp_drop_set, dlp_ranking
-    from prunetune.search.priors import DLP_BATCHES
+    from prunetune.app.priors import DLP_BATCHES
 
     [plan] = start_plans(["dlp-drop:1"], model, digits, {"drop": {}}, seed=3)
     batches = list(itertools.islice(digits.loaders(64, seed=3).train, DLP_BATCHES))

@@ -22,7 +22,7 @@ from prunetune.pruners.quantize import (
     quantized_layers,
 )
 from prunetune.pruners.unstructured import apply_weight_masks
-from prunetune.search.front_table import front_table, informative
+from prunetune.results.front_table import front_table, informative
 from prunetune.search.space import SearchSpace
 from prunetune.zoo import load_data
 from prunetune.zoo.datasets import DataSplits
@@ -214,7 +214,7 @@ def test_a_filters_and_bits_plan_reloads_from_a_checkpoint(tmp_path: Path, name:
     assert measure(rebuilt, example) == measure(pruned, example)
     assert measure(rebuilt, example).bits < measure(base, example).bits
     # TorchScript (as export writes it) carries the codes and gives the same outputs.
-    from prunetune.search.export import _torchscript
+    from prunetune.results.export import _torchscript
 
     buffer = io.BytesIO()
     torch.jit.save(_torchscript(rebuilt, inputs), buffer)
@@ -339,7 +339,7 @@ def test_reports_show_bits_compression_and_nonzero_only_when_they_add_something(
 
 
 def test_the_example_experiment_searches_filters_and_bits() -> None:
-    from prunetune.search.experiment import load_experiment
+    from prunetune.app.experiment import load_experiment
 
     experiment = load_experiment(Path(__file__).parents[1] / "examples" / "vgg11-cifar-filters-bits.yaml")
     assert experiment.objective.objectives == {"accuracy": "maximize", "bits_compression": "maximize"}

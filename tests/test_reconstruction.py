@@ -30,10 +30,10 @@ from prunetune.objectives.reconstruction import (
     encoder_codes,
     reconstruction_errors,
 )
-from prunetune.search.experiment import experiment_from_dict, load_experiment
+from prunetune.app.experiment import experiment_from_dict, load_experiment
 from prunetune.search.goals import Goals
 from prunetune.search.ledger import ATTR_CURVE, ATTR_FAIL_REASON, ATTR_METRICS, ATTR_PLAN
-from prunetune.search.runner import preflight, run_experiment
+from prunetune.app.runner import preflight, run_experiment
 from prunetune.zoo import DataSplits, build_model, load_data
 from prunetune.zoo.checkpoint import load_checkpoint
 

@@ -311,10 +311,10 @@ def test_ratio_iterations_reach_the_exact_final_count_without_recovery() -> None
 
 def test_de_over_sensitivities_compresses_lenet300_on_mnist(tmp_path: Path, datasets_root: Path) -> None:
     """A few scipy-de trials with iterative pruning and recovery: more than 5x fewer nonzero weights, accuracy kept."""
-    from prunetune.search.experiment import experiment_from_dict
-    from prunetune.search.export import export_trial
+    from prunetune.app.experiment import experiment_from_dict
+    from prunetune.results.export import export_trial
     from prunetune.search.ledger import ATTR_METRICS, ATTR_PLAN
-    from prunetune.search.runner import run_experiment
+    from prunetune.app.runner import run_experiment
     from prunetune.search.weights import load_kept_weights, weights_path
     from prunetune.zoo.checkpoint import load_checkpoint
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from prunetune.search.experiment import experiment_from_dict
-from prunetune.search.report_html import COMPLETED_UID, write_html
-from prunetune.search.runner import run_experiment
-from prunetune.search.runs import load_run
+from prunetune.app.experiment import experiment_from_dict
+from prunetune.results.report_html import COMPLETED_UID, write_html
+from prunetune.app.runner import run_experiment
+from prunetune.results.runs import load_run
 
 ARITHMETIC = f"{Path(__file__).with_name('objectives_for_tests.py')}:ArithmeticObjective"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "report_html.png"

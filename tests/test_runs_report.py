@@ -19,10 +19,10 @@ from test_search_local import fast_experiment
 import prunetune
 from prunetune.cli import main
 from prunetune.errors import PrunetuneError
-from prunetune.search.experiment import Experiment
+from prunetune.app.experiment import Experiment
 from prunetune.search.ledger import STUDY_NAME
-from prunetune.search.runner import run_experiment
-from prunetune.search.runs import Run, load_run
+from prunetune.app.runner import run_experiment
+from prunetune.results.runs import Run, load_run
 
 MAXMAX = ["maximize", "maximize"]
 

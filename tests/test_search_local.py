@@ -15,9 +15,9 @@ from prunetune.errors import PrunetuneError
 from prunetune.objectives import ClassificationObjective, TrainConfig
 from prunetune.pruners import Plan
 from prunetune.search import OptunaObjective, SearchSpace
-from prunetune.search.experiment import Experiment, experiment_from_dict
+from prunetune.app.experiment import Experiment, experiment_from_dict
 from prunetune.search.ledger import ATTR_FAIL_REASON, ATTR_METRICS, ATTR_PLAN, STUDY_NAME, finished_trials
-from prunetune.search.runner import run_experiment
+from prunetune.app.runner import run_experiment
 from prunetune.zoo import build_model, load_data
 
 ARITHMETIC = f"{Path(__file__).with_name('objectives_for_tests.py')}:ArithmeticObjective"

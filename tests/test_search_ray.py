@@ -34,7 +34,7 @@ from ray_helpers import (
 )
 
 from prunetune.pruners import Plan
-from prunetune.search.experiment import experiment_from_dict
+from prunetune.app.experiment import experiment_from_dict
 from prunetune.search.ledger import (
     ATTR_ATTEMPTS,
     ATTR_FAIL_REASON,
@@ -46,7 +46,7 @@ from prunetune.search.ledger import (
     ATTR_TIMES,
     finished_trials,
 )
-from prunetune.search.runner import run_experiment
+from prunetune.app.runner import run_experiment
 
 
 def quiet(line: str) -> None:

@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from prunetune.errors import PrunetuneError
 from prunetune.search.ledger import generation_of
-from prunetune.search.runner import hand_start_points
+from prunetune.app.runner import hand_start_points
 from prunetune.search.sampler_choice import create_sampler
 from prunetune.search.samplers import ScipyDESampler
 from prunetune.search.space import SearchSpace

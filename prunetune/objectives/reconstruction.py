@@ -551,7 +551,7 @@ def train_autoencoder(
         task's scores on val and test (``val_roc_auc``, ``test_accuracy``, ...), and
         ``val_accuracy`` / ``test_accuracy`` = the main score, as the checkpoint records them.
     """
-    from prunetune.base_model import build_model_for
+    from prunetune.zoo.models import build_model_for
     from prunetune.objectives.training import evaluate
     from prunetune.zoo.checkpoint import save_checkpoint
 

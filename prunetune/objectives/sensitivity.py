@@ -13,7 +13,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.files import write_text
 from prunetune.objectives.prune_finetune import prune_and_finetune
 from prunetune.objectives.training import TrainConfig, evaluate
 from prunetune.pruners import Plan, discover_units, measure, prunable_weight_layers
@@ -36,7 +36,6 @@ __all__ = [
     "SensitivityRow",
     "SensitivityTable",
     "heuristic_order_plan",
-    "run_sensitivity_command",
     "sensitivity_analysis",
 ]
 
@@ -120,7 +119,7 @@ class SensitivityTable:
                              repr(row.compression), repr(row.macs_reduction)])
         text = buffer.getvalue()
         if path is not None:
-            _atomic_write(Path(path), text)
+            write_text(Path(path), text)
         return text
 
     @classmethod
@@ -219,7 +218,7 @@ def sensitivity_analysis(
     Returns:
         One row per (unit, ratio).
     """
-    method, ratios, criterion = _check_arguments(method, ratios, criterion, batch_size)
+    method, ratios, criterion = check_arguments(method, ratios, criterion, batch_size)
     finetune = finetune if finetune is not None else TrainConfig(epochs=0)
     finetune.validate()
     example = torch.zeros(1, *data.input_shape)
@@ -304,74 +303,7 @@ def heuristic_order_plan(
     return Plan({method.name: section})
 
 
-def run_sensitivity_command(
-    *,
-    checkpoint: str | os.PathLike[str],
-    data: str | None,
-    method: str,
-    ratios: Sequence[float],
-    criterion: str,
-    finetune_epochs: int,
-    finetune_steps: int | None,
-    lr: float,
-    bn_batches: int | None,
-    batch_size: int,
-    seed: int,
-    threads: int | None,
-    output: str | os.PathLike[str],
-    echo: Callable[[str], None] = print,
-) -> int:
-    """`prunetune sensitivity`: check everything, analyse, write DIR/sensitivity.{csv,md,png}, print.
-
-    Progress goes to stderr, one line per evaluation; nothing is written when an input is bad.
-    """
-    import sys
-
-    from prunetune.runtime import torch_threads
-    from prunetune.zoo import load_checkpoint, load_data
-
-    _check_arguments(method, ratios, criterion, batch_size)
-    output = Path(output).expanduser()
-    if output.exists() and not output.is_dir():
-        raise PrunetuneError(f"--output {output} is a file; name a folder for sensitivity.csv, .md and .png.")
-    if bn_batches is not None and bn_batches < 0:
-        raise PrunetuneError(f"--bn-batches must be >= 0. Got {bn_batches} instead.")
-    finetune = TrainConfig(
-        epochs=finetune_epochs, max_steps=finetune_steps, lr=lr, seed=seed, threads=threads
-    ) if finetune_epochs else None
-    if finetune is not None:
-        finetune.validate()
-    elif finetune_epochs < 0:
-        raise PrunetuneError(f"--finetune-epochs must be >= 0. Got {finetune_epochs} instead.")
-    saved = load_checkpoint(checkpoint)
-    spec = data or saved.data_spec
-    if spec is None:
-        raise PrunetuneError(f"{checkpoint} records no data spec: pass --data.")
-    splits = load_data(spec, **saved.data_options)
-
-    def report(done: int, total: int, row: SensitivityRow) -> None:
-        print(
-            f"[{done:>{len(str(total))}}/{total}] {row.unit} at {row.ratio:g}: val {row.accuracy:.2%} "
-            f"(drop {row.accuracy_drop:.2f} pp), compression {row.compression:.2f}x",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    with torch_threads(threads):
-        table = sensitivity_analysis(
-            saved.build(), splits, method=method, ratios=ratios, finetune=finetune, batch_size=batch_size,
-            bn_recalibration_batches=bn_batches, criterion=criterion, progress=report,
-        )
-    output.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output / "sensitivity.csv")
-    _atomic_write(output / "sensitivity.md", table.to_markdown())
-    table.plot(output / "sensitivity.png")
-    echo(table.to_markdown().rstrip())
-    echo(f"wrote {output / 'sensitivity.csv'}, {output / 'sensitivity.md'} and {output / 'sensitivity.png'}")
-    return 0
-
-
-def _check_arguments(method: Any, ratios: Any, criterion: Any, batch_size: Any) -> tuple[str, list[float], str]:
+def check_arguments(method: Any, ratios: Any, criterion: Any, batch_size: Any) -> tuple[str, list[float], str]:
     if method not in SENSITIVITY_METHODS:
         raise PrunetuneError(
             f"The 'method' parameter of sensitivity_analysis must be one of {', '.join(SENSITIVITY_METHODS)}. "
@@ -408,15 +340,3 @@ def _plan(method: str, unit: str, ratio: float, channels: int, criterion: str) -
         return {"weights": {"ratios": {unit: ratio}}}
     capped = min(ratio, (channels - 1) / channels)
     return {"filters": {"criterion": criterion, "round_to": 1, "ratios": {unit: capped}}}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)

@@ -23,6 +23,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "evaluate",
+    "format_epoch",
     "make_optimizer",
     "make_schedule",
     "train",
@@ -207,3 +208,12 @@ def evaluate(model: nn.Module, loader: Batches, *, loss_fn: nn.Module | None = N
     finally:
         model.train(was_training)
     return Evaluation(loss=loss_sum / max(seen, 1), accuracy=correct / max(seen, 1), samples=seen)
+
+
+def format_epoch(stats: EpochStats, epochs: int) -> str:
+    """One progress line per epoch, the same for base training and fine-tuning."""
+    val = f"  val {stats.val.accuracy:6.2%}" if stats.val is not None else ""
+    return (
+        f"epoch {stats.epoch:>3}/{epochs}  loss {stats.train_loss:.4f}  "
+        f"train {stats.train_accuracy:6.2%}{val}  ({stats.seconds:.1f}s)"
+    )

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from prunetune.errors import PrunetuneError
-from prunetune.search.experiment import parse_constraint
 
-__all__ = ["Goals"]
+__all__ = ["Goals", "parse_constraint"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +84,20 @@ class Goals:
             float(metrics[name]) - bound if op == "<=" else bound - float(metrics[name])
             for name, op, bound in self.constraints
         ]
+
+
+def parse_constraint(text: str) -> tuple[str, str, float]:
+    """`'accuracy_drop <= 1.0'` -> ('accuracy_drop', '<=', 1.0); the bound a feasible trial keeps."""
+    for op in ("<=", ">="):
+        if op in text:
+            name, _, bound = (part.strip() for part in text.partition(op))
+            try:
+                value = float(bound)
+            except ValueError:
+                break
+            if name and math.isfinite(value):
+                return name, op, value
+            break
+    raise PrunetuneError(
+        f"The 'objective.constraints' entries must read 'METRIC <= NUMBER' or 'METRIC >= NUMBER'. Got {text!r} instead."
+    )

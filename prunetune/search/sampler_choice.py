@@ -9,9 +9,10 @@ import optuna
 from optuna.distributions import BaseDistribution
 
 from prunetune.errors import PrunetuneError
-from prunetune.search.experiment import SAMPLERS
 
-__all__ = ["check_sampler", "create_sampler", "population_size"]
+__all__ = ["SAMPLERS", "check_sampler", "create_sampler", "population_size"]
+
+SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random", "qmc", "pymoo-nsga2", "pymoo-de", "scipy-de")
 
 SINGLE_OBJECTIVE_ONLY = ("cmaes", "pymoo-de")
 

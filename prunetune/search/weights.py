@@ -10,8 +10,6 @@ run ends). A file holds the state dict of the pruned model with its masks folded
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.files import write_bytes
 
 __all__ = [
     "WEIGHTS_FORMAT",
@@ -69,17 +68,7 @@ def model_bytes(model: nn.Module) -> bytes:
 
 def write_weights(directory: Path, number: int, data: bytes) -> Path:
     """Write a trial's kept-weights bytes into `directory` (the run's `weights/`), atomically."""
-    path = Path(directory) / weights_name(number)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return write_bytes(Path(directory) / weights_name(number), data)
 
 
 def load_kept_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ tensors, read back with `torch.load(..., weights_only=True)`, so loading never r
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.files import replacing
 
 __all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -95,15 +95,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, **info: Any)
             raise PrunetuneError(f"save_checkpoint got an unknown field {key!r}.")
         payload[key] = list(value) if key == "input_shape" and value is not None else value
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
+    with replacing(path) as temporary:
         torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return path
 
 

@@ -8,6 +8,7 @@ from prunetune.zoo.models.lenet import LeNet5, LeNet300100
 from prunetune.zoo.models.registry import (
     build_from_spec,
     build_model,
+    build_model_for,
     canonical_model_name,
     list_models,
     resolve_model_kwargs,
@@ -25,6 +26,7 @@ __all__ = [
     "LeNet300100",
     "build_from_spec",
     "build_model",
+    "build_model_for",
     "canonical_model_name",
     "list_models",
     "resolve_model_kwargs",

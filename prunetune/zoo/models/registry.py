@@ -31,7 +31,9 @@ from prunetune.zoo.models.lenet import LeNet5, LeNet300100
 from prunetune.zoo.models.resnet import CifarResNet
 from prunetune.zoo.models.vgg import VGG
 
-__all__ = ["build_from_spec", "build_model", "canonical_model_name", "list_models", "resolve_model_kwargs"]
+__all__ = [
+    "build_from_spec", "build_model", "build_model_for", "canonical_model_name", "list_models", "resolve_model_kwargs",
+]
 
 
 @dataclass(frozen=True)
@@ -243,3 +245,10 @@ def resolve_model_kwargs(name: str, input_shape: Sequence[int], num_classes: int
     accepted_zoo = entry.parameters()
     offered = {"num_classes": num_classes, **_data_kwargs(entry.data, shape, canonical)}
     return {key: value for key, value in offered.items() if key in accepted_zoo}
+
+
+def build_model_for(name: str, data: Any, extra: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build zoo model `name` sized for `data` (a DataSplits: classes, input shape); `extra` overrides."""
+    kwargs = resolve_model_kwargs(name, data.input_shape, data.num_classes)
+    kwargs.update(extra or {})
+    return build_model(name, **kwargs)

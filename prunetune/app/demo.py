@@ -15,7 +15,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from prunetune.base_model import build_model_for, format_epoch
+from prunetune.objectives.training import format_epoch
+from prunetune.zoo.models import build_model_for
 from prunetune.objectives.training import TrainConfig, evaluate, train
 from prunetune.pruners import Plan, apply_plan, discover_units, measure
 from prunetune.runtime import torch_threads

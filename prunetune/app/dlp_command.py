@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from prunetune.errors import PrunetuneError
+from prunetune.files import write_text
 from prunetune.pruners import apply_plan, measure
 from prunetune.pruners.discriminative import (
     SCORES,
@@ -211,23 +211,12 @@ def dlp_report(
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_dlp_report(report: DLPReport, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``folder/dlp.json`` and ``folder/dlp.md`` (each atomically); returns their paths."""
     folder = Path(folder)
     check_output_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / "dlp.json", folder / "dlp.md"
-    _write_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
-    _write_atomic(md_path, report.markdown())
+    write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text(md_path, report.markdown())
     return json_path, md_path

@@ -17,9 +17,10 @@ from typing import Any, get_type_hints
 import yaml
 
 from prunetune.errors import PrunetuneError
+from prunetune.search.goals import parse_constraint
+from prunetune.search.sampler_choice import SAMPLERS
 
 __all__ = [
-    "SAMPLERS",
     "DataSection",
     "ExecutionSection",
     "Experiment",
@@ -28,10 +29,8 @@ __all__ = [
     "SearchSection",
     "experiment_from_dict",
     "load_experiment",
-    "parse_constraint",
 ]
 
-SAMPLERS = ("tpe", "nsga2", "gp", "cmaes", "random", "qmc", "pymoo-nsga2", "pymoo-de", "scipy-de")
 EXECUTORS = ("ray", "local")
 KEEP_WEIGHTS = ("none", "front", "all")
 DIRECTIONS = ("maximize", "minimize")
@@ -116,7 +115,7 @@ class SearchSection:
     trials: int = 40
     batch_generations: bool = True
     early_stopping: EarlyStoppingSection = field(default_factory=EarlyStoppingSection)
-    #: Start points evaluated first on a fresh run: plans, or names (see prunetune.search.priors).
+    #: Start points evaluated first on a fresh run: plans, or names (see prunetune.app.priors).
     start_from: list[Any] = field(default_factory=list)
 
 
@@ -158,23 +157,6 @@ class Experiment:
                 node = node[part]
             node[leaf] = value
         return experiment_from_dict(data)
-
-
-def parse_constraint(text: str) -> tuple[str, str, float]:
-    """`'accuracy_drop <= 1.0'` -> ('accuracy_drop', '<=', 1.0); the bound a feasible trial keeps."""
-    for op in ("<=", ">="):
-        if op in text:
-            name, _, bound = (part.strip() for part in text.partition(op))
-            try:
-                value = float(bound)
-            except ValueError:
-                break
-            if name and math.isfinite(value):
-                return name, op, value
-            break
-    raise PrunetuneError(
-        f"The 'objective.constraints' entries must read 'METRIC <= NUMBER' or 'METRIC >= NUMBER'. Got {text!r} instead."
-    )
 
 
 def _check(path: str, value: Any, hint: Any) -> Any:
@@ -273,7 +255,7 @@ def experiment_from_dict(data: Any) -> Experiment:
             )
     for text in objective.constraints:
         parse_constraint(str(text))
-    from prunetune.search.priors import check_start_from
+    from prunetune.app.priors import check_start_from
 
     check_start_from(search.start_from, experiment.methods)
     if experiment.name != Path(experiment.name).name or experiment.name in ("", ".", ".."):

@@ -8,28 +8,12 @@ from typing import Any
 
 from torch import nn
 
-from prunetune.objectives.training import EpochStats, TrainConfig, evaluate, train
+from prunetune.objectives.training import TrainConfig, evaluate, format_epoch, train
 from prunetune.zoo.checkpoint import save_checkpoint
 from prunetune.zoo.datasets import DataSplits, load_data
-from prunetune.zoo.models import build_model, resolve_model_kwargs
+from prunetune.zoo.models import build_model_for
 
-__all__ = ["build_model_for", "format_epoch", "train_base_model"]
-
-
-def build_model_for(name: str, data: DataSplits, extra: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build zoo model `name` sized for `data` (classes, channels, input size); `extra` overrides."""
-    kwargs = resolve_model_kwargs(name, data.input_shape, data.num_classes)
-    kwargs.update(extra or {})
-    return build_model(name, **kwargs)
-
-
-def format_epoch(stats: EpochStats, epochs: int) -> str:
-    """One progress line per epoch, the same for base training and fine-tuning."""
-    val = f"  val {stats.val.accuracy:6.2%}" if stats.val is not None else ""
-    return (
-        f"epoch {stats.epoch:>3}/{epochs}  loss {stats.train_loss:.4f}  "
-        f"train {stats.train_accuracy:6.2%}{val}  ({stats.seconds:.1f}s)"
-    )
+__all__ = ["train_base_model"]
 
 
 def train_base_model(

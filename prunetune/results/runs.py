@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-import yaml
 from optuna.trial import FrozenTrial
 
 from prunetune.errors import PrunetuneError
-from prunetune.search.experiment import Experiment, experiment_from_dict
 from prunetune.search.ledger import (
     ATTR_CURVE,
     ATTR_FAIL_REASON,
@@ -34,9 +32,12 @@ from prunetune.search.ledger import (
 )
 from prunetune.search.pareto import hypervolume as pareto_hypervolume
 from prunetune.search.pareto import nondominated_mask
+from prunetune.results.settings import Settings, read_settings
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from prunetune.zoo.datasets import DataSplits
 
 __all__ = ["ACCURACY_METRICS", "DROP_METRICS", "RATIO_METRICS", "Objectives", "Run", "load_run", "normalise"]
 
@@ -87,7 +88,7 @@ class Run:
 
     Attributes and methods (a stable API: the HTML report and the export build on it):
 
-    - ``path`` (Path), ``experiment`` (:class:`Experiment`), ``study`` (the Optuna study, loaded
+    - ``path`` (Path), ``experiment`` (:class:`Settings`: the saved experiment, read-only), ``study`` (the Optuna study, loaded
       from the run's storage), ``objectives`` ([(metric, direction)] the search optimised),
       ``constraints`` ([str], Optuna constraint keys such as ``'accuracy_drop <= 1'``),
       ``base_checkpoint`` (Path of the base model).
@@ -125,10 +126,7 @@ class Run:
         saved = self.path / "experiment.yaml"
         if not saved.is_file():
             raise PrunetuneError(f"{self.path} is not a run folder: {saved.name} is missing.")
-        try:
-            self.experiment: Experiment = experiment_from_dict(yaml.safe_load(saved.read_text()))
-        except yaml.YAMLError as error:
-            raise PrunetuneError(f"{saved} is not valid YAML: {str(error).splitlines()[0]}") from None
+        self.experiment: Settings = read_settings(saved)
         if not self.experiment.storage and not (self.path / "study.db").is_file():
             raise PrunetuneError(f"{self.path} is not a run folder: study.db is missing.")
         url = storage_url(self.path, self.experiment.storage)
@@ -158,6 +156,13 @@ class Run:
     def base_checkpoint(self) -> Path:
         model = self.experiment.model
         return Path(model.checkpoint).expanduser() if model.checkpoint else self.path / "base.pt"
+
+    def data(self) -> DataSplits:
+        """The run's data, split as its trials saw it (same spec, validation share, seed and limit)."""
+        from prunetune.zoo.datasets import load_data
+
+        data = self.experiment.data
+        return load_data(data.spec, val_fraction=data.val_fraction, seed=self.experiment.seed, limit=data.limit)
 
     def refresh(self) -> Run:
         """Forget the cached trials, so the next read sees trials finished since."""

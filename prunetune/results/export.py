@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ import torch
 from torch import nn
 
 from prunetune.errors import PrunetuneError
-from prunetune.search.runs import Run, load_run
+from prunetune.files import replacing
+from prunetune.results.runs import Run, load_run
 from prunetune.search.weights import load_kept_weights, weights_path
 
 __all__ = ["ExportResult", "export_trial", "select_trial", "torchscript_path"]
@@ -108,7 +108,6 @@ def export_trial(
     from prunetune.objectives.prune_finetune import size_metrics
     from prunetune.objectives.training import evaluate
     from prunetune.pruners import make_masks_permanent, measure
-    from prunetune.search.runner import load_experiment_data
     from prunetune.zoo.checkpoint import load_checkpoint, save_checkpoint
 
     run = run if isinstance(run, Run) else load_run(run)
@@ -124,7 +123,7 @@ def export_trial(
     plan = run.plan(number)
     experiment = run.experiment
     base_checkpoint = load_checkpoint(run.base_checkpoint)
-    data = load_experiment_data(experiment)
+    data = run.data()
     base = base_checkpoint.build()
     kept = weights_path(run.path, number)
     if kept.is_file() and not from_plan:
@@ -158,11 +157,8 @@ def export_trial(
     scripted = _torchscript(model.cpu(), inputs)
     ledger = {key: float(row[key]) for key in COMPARED + ("accuracy_drop", "test_accuracy_drop") if key in row.index and _finite(row[key])}
     script_file = torchscript_path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{script_file.name}.", dir=output.parent)
-    os.close(handle)
-    try:
-        torch.jit.save(scripted, temporary)
+    with replacing(script_file) as temporary:  # the TorchScript file lands only once the checkpoint did
+        torch.jit.save(scripted, str(temporary))
         save_checkpoint(
             output,
             model,
@@ -173,10 +169,6 @@ def export_trial(
             metrics=metrics,
             plan=plan,
         )
-        os.replace(temporary, script_file)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return ExportResult(
         trial=number, path=output, torchscript=script_file, source=source, metrics=metrics, ledger=ledger,
         finetune_epochs=finetune_epochs,
@@ -190,7 +182,7 @@ def _recreate(run: Run, base: nn.Module, plan: Mapping[str, Any], data: Any) -> 
 
     experiment = run.experiment
     section = experiment.objective
-    finetune = TrainConfig(**dataclasses.asdict(section.finetune), seed=experiment.seed, threads=None)
+    finetune = TrainConfig(**section.finetune, seed=experiment.seed, threads=None)
     result = prune_and_finetune(
         base, plan, data, finetune=finetune, batch_size=section.batch_size,
         bn_recalibration_batches=section.bn_recalibration_batches,
@@ -202,12 +194,12 @@ def _finetune(run: Run, model: nn.Module, plan: Mapping[str, Any], data: Any, ep
     """Train further with the run's fine-tuning settings; weights pruned to zero stay zero."""
     from torch.nn.utils import parametrize, prune
 
-    from prunetune.base_model import format_epoch
+    from prunetune.objectives.training import format_epoch
     from prunetune.objectives.training import TrainConfig, train
     from prunetune.pruners import make_masks_permanent, prunable_weight_layers
 
     experiment = run.experiment
-    settings = dataclasses.asdict(experiment.objective.finetune)
+    settings = dict(experiment.objective.finetune)
     settings.update(epochs=epochs, max_steps=None)
     config = TrainConfig(**settings, seed=experiment.seed, threads=None)
     config.validate()

@@ -1,7 +1,7 @@
 """The report of a run: the front on the terminal, and pareto.csv / .json, report.md and pareto.png
 in the run folder; with several runs, their fronts overlaid and their hypervolume against trials.
 
-Everything here reads a :class:`~prunetune.search.runs.Run`; nothing writes to the study. A run
+Everything here reads a :class:`~prunetune.results.runs.Run`; nothing writes to the study. A run
 with no completed trial still gets its counts and fail reasons written, and says so plainly.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunetune.errors import PrunetuneError
-from prunetune.search.front_table import COLUMNS, format_metric, informative
-from prunetune.search.runs import Run
+from prunetune.files import write_text
+from prunetune.results.front_table import COLUMNS, format_metric, informative
+from prunetune.results.runs import Run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,7 @@ __all__ = [
 
 def normalisation_text(objectives: Sequence[tuple[str, str]]) -> str:
     """How each objective enters the hypervolume, e.g. '1 - accuracy, 1 / compression; reference (1, 1)'."""
-    from prunetune.search.runs import ACCURACY_METRICS, DROP_METRICS, RATIO_METRICS
+    from prunetune.results.runs import ACCURACY_METRICS, DROP_METRICS, RATIO_METRICS
 
     parts = []
     for name, direction in objectives:
@@ -54,7 +54,7 @@ def normalisation_text(objectives: Sequence[tuple[str, str]]) -> str:
             parts.append(f"{name} min-max scaled over the run ({'0 = highest' if direction == 'maximize' else '0 = lowest'})")
     return ", ".join(parts) + f", all minimised; reference ({', '.join('1' for _ in objectives)})"
 #: The HTML report's module (written separately); used when it is installed.
-HTML_MODULE = "prunetune.search.report_html"
+HTML_MODULE = "prunetune.results.report_html"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,7 +176,7 @@ def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def front_table_for(summary: RunSummary) -> Table:
     """The front as a rich table, most compressed first, the knee and query answers marked."""
-    from prunetune.search.front_table import front_table
+    from prunetune.results.front_table import front_table
 
     assert summary.front is not None  # only called for runs with a front
     extra = [name for name, _ in summary.run.objectives]
@@ -258,24 +258,13 @@ def write_report(run: Run, out_dir: str | Path | None = None, queries: Queries =
 
 
 def _write_html(run: Run, out_dir: Path) -> Path | None:
-    """The interactive report.html, by :mod:`prunetune.search.report_html` when it exists."""
+    """The interactive report.html, by :mod:`prunetune.results.report_html` when it exists."""
     if importlib.util.find_spec(HTML_MODULE) is None:
         return None
     from importlib import import_module
 
     path = out_dir / "report.html"
     import_module(HTML_MODULE).write_html(run, path)
-    return path
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    """Write through a temporary file: a reader never sees half a report."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
     return path
 
 
@@ -312,7 +301,7 @@ def _write_csv(summary: RunSummary, path: Path) -> Path:
         row.update({"node": record["node"], "seconds": record["seconds"], "plan": json.dumps(record["plan"], sort_keys=True)})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["trial", "marks", *metric_names, "node", "seconds", "plan"])
-    return _atomic_write(path, frame.to_csv(index=False))
+    return write_text(path, frame.to_csv(index=False))
 
 
 def _json_ready(value: Any) -> Any:
@@ -345,7 +334,7 @@ def _write_json(summary: RunSummary, path: Path) -> Path:
         },
         "front": _front_records(summary),
     }
-    return _atomic_write(path, json.dumps(_json_ready(document), indent=2, sort_keys=False) + "\n")
+    return write_text(path, json.dumps(_json_ready(document), indent=2, sort_keys=False) + "\n")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -374,7 +363,7 @@ def _write_markdown(summary: RunSummary, path: Path) -> Path:
     out.append("")
     if summary.message:
         out += [f"**{summary.message}**", ""]
-        return _atomic_write(path, "\n".join(out))
+        return write_text(path, "\n".join(out))
     out += ["## Summary", ""] + [f"- {line}" for line in answer_lines(summary)] + [""]
     out += _papers_table(summary)
     out += ["## Pareto front", "", "Most compressed first; `pareto.csv` and `pareto.json` hold every metric and each plan.", ""]
@@ -392,7 +381,7 @@ def _write_markdown(summary: RunSummary, path: Path) -> Path:
         for number, row in summary.front.iterrows()
     ]
     out += [markdown_table(["trial", *(header for _, header, _ in columns), "notes"], rows), "", "![Pareto front](pareto.png)", ""]
-    return _atomic_write(path, "\n".join(out))
+    return write_text(path, "\n".join(out))
 
 
 def _papers_table(summary: RunSummary) -> list[str]:
@@ -565,8 +554,8 @@ def write_comparison(runs: Sequence[Run], out_dir: str | Path, *, echo: Callable
     png = out / "fronts.png"
     figure.savefig(png)
     long = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["run", "trials", "hypervolume"])
-    csv = _atomic_write(out / "hypervolume.csv", long.to_csv(index=False))
-    md = _atomic_write(out / "hypervolume.md", _hypervolume_markdown(long, [label for label in labels if label in set(long["run"])], objectives))
+    csv = write_text(out / "hypervolume.csv", long.to_csv(index=False))
+    md = write_text(out / "hypervolume.md", _hypervolume_markdown(long, [label for label in labels if label in set(long["run"])], objectives))
     return [png, csv, md]
 
 
@@ -596,7 +585,7 @@ def report_command(paths: Sequence[str | Path], *, output: str | Path | None = N
     then report each; several runs also get the comparison (in ``output`` or the first run folder)."""
     from rich.console import Console
 
-    from prunetune.search.runs import load_run
+    from prunetune.results.runs import load_run
 
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     runs = [load_run(path) for path in paths]

@@ -20,7 +20,7 @@ from torch import nn
 from prunetune.errors import PrunetuneError
 from prunetune.objectives.training import TrainConfig
 from prunetune.search.executors import LocalExecutor, RayExecutor, StopRule
-from prunetune.search.experiment import Experiment, experiment_from_dict
+from prunetune.app.experiment import Experiment, experiment_from_dict
 from prunetune.search.goals import Goals
 from prunetune.search.ledger import (
     ATTR_CURVE,
@@ -100,7 +100,7 @@ def prepare_base(
     experiment: Experiment, run_dir: Path, splits: DataSplits, echo: Callable[[str], None]
 ) -> tuple[nn.Module, dict[str, float]]:
     """The base model: the named checkpoint, or a zoo model trained once into the run folder."""
-    from prunetune.base_model import train_base_model
+    from prunetune.app.base_model import train_base_model
     from prunetune.zoo.checkpoint import load_checkpoint
 
     model, data = experiment.model, experiment.data
@@ -295,7 +295,7 @@ def _start_search_from(
     echo: Callable[[str], None],
 ) -> None:
     """Hand `search.start_from` to the search (a fresh run only): the first trials evaluate these plans."""
-    from prunetune.search.priors import start_plans
+    from prunetune.app.priors import start_plans
 
     plans = start_plans(
         experiment.search.start_from, base, data, space, batch_size=experiment.objective.batch_size,

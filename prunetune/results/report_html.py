@@ -6,7 +6,7 @@ compression scatter (every trial, the front and the knee, the plan on hover), hy
 against trials, the per-layer ratios of the front's members as heatmaps, and the front as a
 table in the seed papers' style (base vs pruned parameters, MACs, accuracy drop).
 
-It reads a run through :class:`prunetune.search.runs.Run` only: ``trials``, ``front()``,
+It reads a run through :class:`prunetune.results.runs.Run` only: ``trials``, ``front()``,
 ``knee()``, ``hypervolume_curve()``, ``objectives``, ``path``, ``experiment`` (and ``base()``
 for the base row of the table when the run offers it).
 """
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunetune.errors import PrunetuneError
-from prunetune.search.front_table import informative
+from prunetune.files import write_text
+from prunetune.results.front_table import informative
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,7 +95,7 @@ def write_html(run: Any, path: str | Path) -> Path:
         f"<title>{_e(title)}</title><style>{STYLE}</style></head>\n"
         f"<body data-completed-trials=\"{len(done)}\">\n" + "\n".join(body) + "\n</body></html>\n"
     )
-    return _atomic_write(path, page)
+    return write_text(path, page)
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -420,18 +419,3 @@ def _name(run: Any) -> str:
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same folder, then rename: no half-written page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a report is for reading
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
