@@ -108,5 +108,5 @@ def test_unknown_method_and_empty_space_are_errors(lenet: torch.nn.Module) -> No
         SearchSpace.for_model(lenet, EXAMPLE, {"depth": {}})
     with pytest.raises(PrunetuneError, match="at least one"):
         SearchSpace.for_model(lenet, EXAMPLE, {})
-    with pytest.raises(PrunetuneError, match="Bad options for method 'filters'"):
+    with pytest.raises(PrunetuneError, match="Unknown option 'ratio_max' for pruning method 'filters'. Known options: .*max_ratio"):
         SearchSpace.for_model(lenet, EXAMPLE, {"filters": {"ratio_max": 0.5}})

@@ -3,8 +3,9 @@
 Most methods are pure surgery and run through :func:`prunetune.pruners.apply_plan`. A few cannot:
 an ordered plan fine-tunes after each unit and stops when an accuracy budget is spent; iterative
 weight pruning with recovery prunes, fine-tunes and prunes again; PCA rebuilds and retrains the
-network. Such a section is handed to its *stage*, a function in the objectives layer (it trains
-and evaluates, which :mod:`prunetune.pruners` never does), found here by section name.
+network. Such a method names its *stage* (its ``stage`` attribute: a callable, or the
+``"module:function"`` of one in the objectives layer, since :mod:`prunetune.pruners` never trains),
+and its sections are handed to that stage.
 
 A stage returns the model and the section *as applied* (an ordered plan that stopped after three
 units says so), so the plan a trial records re-creates the model it evaluated.
@@ -13,6 +14,7 @@ units says so), so the plan a trial records re-creates the model it evaluated.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +24,7 @@ from torch import nn
 
 from prunetune.objectives.training import TrainConfig
 
-__all__ = ["STAGES", "Stage", "StageContext", "apply_plan_staged", "apply_section", "get_stage"]
+__all__ = ["Stage", "StageContext", "apply_plan_staged", "apply_section", "get_stage"]
 
 
 @dataclass(frozen=True)
@@ -59,20 +61,14 @@ class Stage(Protocol):
         """Apply ``section`` to ``model`` (in place or not) and return it with the section as applied."""
 
 
-#: Section name -> ``"module:function"`` of its stage, imported on first use.
-STAGES: dict[str, str] = {
-    "order": "prunetune.objectives.ordered:order_stage",
-    "weights": "prunetune.objectives.recovery:weights_stage",
-    "pca": "prunetune.objectives.pca_rebuild:pca_stage",
-}
-
-
 def get_stage(name: str) -> Stage | None:
-    """The stage of section ``name``, or None when the section is plain surgery."""
-    target = STAGES.get(name)
-    if target is None:
-        return None
-    module, _, attr = target.partition(":")
+    """The stage of section ``name`` (its method's ``stage``), or None when the section is plain surgery."""
+    from prunetune.pruners import get_method
+
+    target = inspect.getattr_static(type(get_method(name)), "stage", None)
+    if target is None or callable(target):
+        return target
+    module, _, attr = str(target).partition(":")
     return getattr(importlib.import_module(module), attr)
 
 

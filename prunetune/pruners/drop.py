@@ -540,6 +540,9 @@ class DropLayers(PruningMethod):
     def __init__(self, *, max_drops: int | None = None) -> None:
         self.max_drops = max_drops
 
+    def check_options(self) -> None:
+        self._max_drops()
+
     def _max_drops(self) -> int | None:
         value = self.max_drops
         if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 0):

@@ -88,6 +88,18 @@ class PruningMethod(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: The training half, for a method that trains between its steps: a callable
+    #: ``(model, section, context) -> (model, section as applied)`` or its ``"module:function"``
+    #: (imported by :mod:`prunetune.objectives.stages` on first use, so this package never imports
+    #: the training code). None: the section is plain surgery, applied by :meth:`apply`.
+    stage: ClassVar[Any] = None
+
+    def check_options(self) -> None:
+        """Raise :class:`PrunetuneError` naming a bad constructor option and what it accepts.
+
+        Called when a search is configured, before any model is read or trained, so that a wrong
+        option stops the run up front instead of failing every trial. The default accepts anything.
+        """
 
     @abc.abstractmethod
     def dimensions(self, model: nn.Module, example_inputs: ExampleInputs) -> list[Dimension]:
@@ -158,6 +170,13 @@ def _check_max_ratio(value: Any, owner: str) -> float:
     return float(value)
 
 
+def _check_step(value: Any, owner: str) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0
+    ):
+        raise PrunetuneError(f"The 'step' parameter of {owner} must be a number > 0 or null. Got {value!r} instead.")
+
+
 def _dropped(model: nn.Module, path: str) -> bool:
     """Whether ``path`` or a module above it became ``nn.Identity`` (a drop section removed it)."""
     parts = path.split(".")
@@ -216,6 +235,22 @@ class FilterPruning(PruningMethod):
         self.round_to = round_to
         self.step = step
         self.seed = seed
+
+    def check_options(self) -> None:
+        _check_max_ratio(self.max_ratio, "FilterPruning")
+        criterion = self.criterion
+        if not isinstance(criterion, str) or criterion.strip().lower() not in CRITERIA:
+            raise PrunetuneError(
+                f"The 'criterion' parameter of FilterPruning must be one of {', '.join(CRITERIA)}. "
+                f"Got {criterion!r} instead."
+            )
+        if isinstance(self.round_to, bool) or not isinstance(self.round_to, Integral) or self.round_to < 1:
+            raise PrunetuneError(
+                f"The 'round_to' parameter of FilterPruning must be an integer >= 1. Got {self.round_to!r} instead."
+            )
+        _check_step(self.step, "FilterPruning")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, Integral)):
+            raise PrunetuneError(f"The 'seed' parameter of FilterPruning must be an integer. Got {self.seed!r} instead.")
 
     def dimensions(self, model: nn.Module, example_inputs: ExampleInputs) -> list[Dimension]:
         """One float ratio in [0, high] per unit; units of one channel have nothing to search."""
@@ -317,6 +352,7 @@ class WeightPruning(PruningMethod):
     """
 
     name: ClassVar[str] = "weights"
+    stage: ClassVar[str] = "prunetune.objectives.recovery:weights_stage"
     KEYS: ClassVar[tuple[str, ...]] = (
         "ratios", "sensitivities", "iterations", "recovery", "regrow_fraction", "update_every", "seed"
     )
@@ -348,6 +384,10 @@ class WeightPruning(PruningMethod):
         self.regrow_fraction = regrow_fraction
         self.update_every = update_every
         self.seed = seed
+
+    def check_options(self) -> None:
+        self.section({})  # checks the mode, the bound and the schedule options
+        _check_step(self.step, "WeightPruning")
 
     def _high(self) -> float:
         if self.mode not in self.MODES:

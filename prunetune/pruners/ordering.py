@@ -72,6 +72,7 @@ class OrderedPruning(PruningMethod):
     """
 
     name: ClassVar[str] = "order"
+    stage: ClassVar[str] = "prunetune.objectives.ordered:order_stage"
     KEYS: ClassVar[tuple[str, ...]] = (
         "sequence",
         "ratios",
@@ -106,7 +107,7 @@ class OrderedPruning(PruningMethod):
 
     def dimensions(self, model: nn.Module, example_inputs: ExampleInputs) -> list[Dimension]:
         """A priority in [0, 1] per unit of two or more channels; with ``search_ratios`` also its ratio."""
-        self._check_options()
+        self.check_options()
         max_ratio = _check_max_ratio(self.max_ratio, "OrderedPruning")
         units = [unit for unit in discover_units(model, example_inputs) if unit.channels > 1]
         dims = [Dimension(name=f"{self.name}.{u.name}", unit=u.name, kind="float", low=0.0, high=1.0) for u in units]
@@ -125,7 +126,7 @@ class OrderedPruning(PruningMethod):
 
     def section(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Units sorted by ascending priority (ties by the order of ``values``, i.e. registration)."""
-        self._check_options()
+        self.check_options()
         priorities = _values_by_unit(self.name, values)
         position = {unit: index for index, unit in enumerate(priorities)}
         sequence = sorted(priorities, key=lambda unit: (float(priorities[unit]), position[unit]))
@@ -228,7 +229,8 @@ class OrderedPruning(PruningMethod):
         prune_in_order(model, section, sequence, example_inputs=example_inputs, calibration=calibration, loss_fn=loss_fn)
         return model
 
-    def _check_options(self) -> None:
+    def check_options(self) -> None:
+        """Raise :class:`PrunetuneError` for a bad constructor option (before any model is read)."""
         if self.search_ratios not in (True, False):
             raise PrunetuneError(
                 f"The 'search_ratios' parameter of OrderedPruning must be true or false. Got {self.search_ratios!r} instead."

@@ -359,6 +359,7 @@ class PCAWidths(PruningMethod):
     """
 
     name: ClassVar[str] = "pca"
+    stage: ClassVar[str] = "prunetune.objectives.pca_rebuild:pca_stage"
     KEYS: ClassVar[tuple[str, ...]] = (
         "tau", "taus", "widths", "rebuild", "train_epochs", "train_lr", "samples", "linear", "drop_plateau",
         "dropped", "seed",
@@ -391,7 +392,8 @@ class PCAWidths(PruningMethod):
         self.step = step
         self.seed = seed
 
-    def _check_options(self) -> None:
+    def check_options(self) -> None:
+        """Raise :class:`PrunetuneError` for a bad constructor option (before any model is read)."""
         low = _check_tau(self.tau_low, "'tau_low' parameter of PCAWidths")
         high = _check_tau(self.tau_high, "'tau_high' parameter of PCAWidths")
         if low > high:
@@ -421,7 +423,7 @@ class PCAWidths(PruningMethod):
 
     def dimensions(self, model: nn.Module, example_inputs: ExampleInputs) -> list[Dimension]:
         """``pca.tau`` for the whole network, or ``pca.<unit>`` per unit, in [tau_low, tau_high]."""
-        self._check_options()
+        self.check_options()
         units = self._units(model, example_inputs)
         if not units:
             return []
@@ -431,7 +433,7 @@ class PCAWidths(PruningMethod):
         return [Dimension(name=f"{self.name}.{unit.name}", unit=unit.name, **bounds) for unit in units]
 
     def section(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        self._check_options()
+        self.check_options()
         section: dict[str, Any] = {}
         prefix = self.name + "."
         if self.per_layer:

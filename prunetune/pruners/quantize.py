@@ -328,6 +328,18 @@ class Quantization(PruningMethod):
         self.scheme = scheme
         self.layers = layers
 
+    def check_options(self) -> None:
+        self._choices()
+        layers = self.layers
+        if layers != "linear" and (
+            isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers
+            or not all(isinstance(name, str) for name in layers)
+        ):
+            raise PrunetuneError(
+                "The 'layers' parameter of Quantization must be 'linear' or a list of linear layer paths. "
+                f"Got {layers!r} instead."
+            )
+
     def _choices(self) -> tuple[int, ...]:
         choices = self.bits
         if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence) or not choices:

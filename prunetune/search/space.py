@@ -16,21 +16,21 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from torch import nn
 
 from prunetune.errors import PrunetuneError
-from prunetune.pruners import METHODS, Dimension, Plan, PruningMethod
+from prunetune.pruners import METHODS, Dimension, Plan, PruningMethod, make_method, register_method
 from prunetune.search.vector import VectorCodec
 
-__all__ = ["SearchSpace", "make_method"]
+__all__ = ["SearchSpace"]
 
 
-def make_method(name: str, options: Mapping[str, Any] | None = None) -> PruningMethod:
-    """A pruning method by its plan-section name, configured with `options` (its keyword arguments)."""
-    if name not in METHODS:
-        raise PrunetuneError(f"Unknown pruning method {name!r}. Known methods: {', '.join(METHODS)}.")
-    cls = type(METHODS[name])
-    try:
-        return cls(**dict(options or {}))
-    except TypeError as error:
-        raise PrunetuneError(f"Bad options for method {name!r}: {error}") from None
+def _registered(method: Any) -> PruningMethod:
+    """A method object handed in directly, its class registered so that its plans can be applied."""
+    if not isinstance(method, PruningMethod):
+        raise PrunetuneError(
+            f"A search space's methods are names or prunetune.pruners.PruningMethod objects. Got {method!r} instead."
+        )
+    register_method(type(method))
+    method.check_options()
+    return method
 
 
 def _distribution(dimension: Dimension) -> BaseDistribution:
@@ -94,7 +94,7 @@ class SearchSpace:
                     shared.append(name)
                 configured.append(make_method(name, options))
         else:
-            configured = [make_method(m) if isinstance(m, str) else m for m in methods]
+            configured = [make_method(m) if isinstance(m, str) else _registered(m) for m in methods]
         if not configured:
             raise PrunetuneError("A search space needs at least one pruning method.")
         ordered = [method for name in METHODS for method in configured if method.name == name]
@@ -103,6 +103,16 @@ class SearchSpace:
         if empty:
             raise PrunetuneError(f"Method(s) {', '.join(empty)} have nothing to search on this model.")
         return cls(methods=ordered, dimensions=dimensions, shared=shared)
+
+    def register_methods(self) -> None:
+        """Register this space's methods in this process (a no-op for those registered already).
+
+        A method of the user's own travels to a Ray worker inside the space; the worker's registry
+        must know it before a plan naming its section can be validated and applied there.
+        """
+        for method in self.methods.values():
+            if method.name not in METHODS:
+                register_method(type(method))
 
     def _build_distributions(self) -> dict[str, BaseDistribution]:
         distributions: dict[str, BaseDistribution] = {}

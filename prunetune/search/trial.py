@@ -60,6 +60,7 @@ def run_trial(
             raise StopTrial(f"stopped early at step {step}: dominated by a completed trial at equal or higher compression")
 
     try:
+        space.register_methods()  # a user's method, shipped to this worker inside the space
         plan = space.plan(params)
         outcome["plan"] = plan.to_dict()
         with torch_threads(threads):
