@@ -52,7 +52,8 @@ REGION_ACCURACY = 0.9
 
 def uniform_sweep(exp, ratios: np.ndarray, echo) -> tuple[list[tuple[float, float, float]], float]:
     """(ratio, accuracy, compression) of one shared filter ratio in every unit, by the search's own objective."""
-    from prunetune.app.runner import build_objective, load_experiment_data, prepare_base
+    from prunetune.app.preflight import load_experiment_data
+    from prunetune.app.runner import build_objective, prepare_base
     from prunetune.search.space import SearchSpace
 
     data = load_experiment_data(exp)

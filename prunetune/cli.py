@@ -88,6 +88,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
+    from prunetune.search.sampler_choice import SAMPLERS
+
     parser = commands.add_parser(
         "run",
         help="run (or resume) a pruning search from an experiment file",
@@ -100,7 +102,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-dir", type=Path, default=None, help="run folder (default: runs/NAME)")
     parser.add_argument("--trials", type=_positive_int, default=None, help="trial budget (finished trials)")
     parser.add_argument("--workers", type=_positive_int, default=None, help="trials running at once")
-    parser.add_argument("--sampler", default=None, help="tpe, nsga2, gp, cmaes, random, qmc, pymoo-nsga2, pymoo-de, scipy-de")
+    parser.add_argument("--sampler", default=None, help=", ".join(SAMPLERS))
     parser.add_argument("--address", default=None, help="Ray cluster: auto or ray://host:port (default: local Ray)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run folder)")
     parser.add_argument("--seed", type=int, default=None)
@@ -108,6 +110,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--keep-weights", choices=("none", "front", "all"), default=None,
         help="keep trials' fine-tuned weights in RUN/weights/ for `prunetune export` (front: the front's only)",
+    )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="check the experiment and print the search space and what each trial does; run nothing, write nothing",
     )
     parser.set_defaults(handler=_run_run)
 
@@ -133,6 +139,11 @@ def _run_run(args: argparse.Namespace) -> int:
     }
     experiment = experiment.replace(**{key: value for key, value in overrides.items() if value is not None})
     run_dir = args.run_dir or Path("runs") / experiment.name
+    if args.check:
+        from prunetune.app.preflight import check_experiment, describe
+
+        print(describe(check_experiment(experiment, run_dir)))
+        return 0
     study = run_experiment(experiment, run_dir, echo=print)
     rows = front_rows(study)
     console = Console(width=None if sys.stdout.isatty() else 120)

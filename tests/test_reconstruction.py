@@ -33,7 +33,8 @@ from prunetune.objectives.reconstruction import (
 from prunetune.app.experiment import experiment_from_dict, load_experiment
 from prunetune.search.goals import Goals
 from prunetune.search.ledger import ATTR_CURVE, ATTR_FAIL_REASON, ATTR_METRICS, ATTR_PLAN
-from prunetune.app.runner import preflight, run_experiment
+from prunetune.app.preflight import check_experiment
+from prunetune.app.runner import run_experiment
 from prunetune.zoo import DataSplits, build_model, load_data
 from prunetune.zoo.checkpoint import load_checkpoint
 
@@ -311,9 +312,8 @@ def test_experiment_options_are_checked() -> None:
     experiment = experiment_from_dict(
         {"objective": {"type": "reconstruction", "options": {"task": "code-classifier"}, "objectives": {"roc_auc": "maximize"}}}
     )
-    goals = Goals.from_config(experiment.objective.objectives, experiment.objective.constraints)
     with pytest.raises(PrunetuneError, match="Unknown objective metric 'roc_auc'"):
-        preflight(experiment, goals)
+        check_experiment(experiment)
 
 
 @pytest.mark.parametrize("name", ["a2e-creditcard", "a2e-mnist"])
@@ -321,7 +321,7 @@ def test_examples_pass_validation(name: str) -> None:
     experiment = load_experiment(REPO / "examples" / f"{name}.yaml")
     assert experiment.objective.type == "reconstruction" and set(experiment.methods) == {"drop", "filters"}
     goals = Goals.from_config(experiment.objective.objectives, experiment.objective.constraints)
-    preflight(experiment, goals)
+    goals.check_against(check_reconstruction_options(experiment.objective.options))  # the whole file: test_examples.py
 
 
 # --- a search -------------------------------------------------------------------------------------

@@ -17,11 +17,12 @@ import torch
 import yaml
 from torch import nn
 
+from prunetune.app.preflight import check_experiment
 from prunetune.errors import PrunetuneError
+from prunetune.files import write_text
 from prunetune.objectives.training import TrainConfig
 from prunetune.search.executors import LocalExecutor, RayExecutor, StopRule
 from prunetune.app.experiment import Experiment, experiment_from_dict
-from prunetune.search.goals import Goals
 from prunetune.search.ledger import (
     ATTR_CURVE,
     ATTR_METRICS,
@@ -32,20 +33,12 @@ from prunetune.search.ledger import (
     storage_url,
 )
 from prunetune.search.progress import Progress
-from prunetune.search.sampler_choice import create_sampler, population_size
-from prunetune.search.space import SearchSpace, make_method
+from prunetune.search.sampler_choice import SAMPLERS, create_sampler, population_size
+from prunetune.search.space import SearchSpace
 from prunetune.search.weights import keep_only, weights_dir
-from prunetune.zoo.datasets import DataSplits, load_data
+from prunetune.zoo.datasets import DataSplits
 
-__all__ = ["build_objective", "front_rows", "hand_start_points", "preflight", "prepare_base", "run_experiment"]
-
-#: Samplers that learn from values but take no constraints: they get penalised values instead.
-UNCONSTRAINED_LEARNERS = ("cmaes",)
-CONSTRAINT_PENALTY = 1.0
-
-#: Optuna samplers that keep their random stream only in memory (not in the study): on resume they
-#: are seeded afresh from the seed and the number of trials already in the ledger.
-RESEED_ON_RESUME = ("tpe", "nsga2", "gp", "cmaes", "random")
+__all__ = ["build_objective", "front_rows", "hand_start_points", "prepare_base", "run_experiment"]
 
 #: What must not change between a run and its resume: it defines what the trials mean.
 ESSENTIAL = ("model", "data", "methods", "objective")
@@ -54,10 +47,10 @@ MAY_CHANGE = {"objective": ("keep_weights",)}
 
 
 def _check_same_experiment(run_dir: Path, experiment: Experiment) -> None:
-    """Save the experiment into the run folder; refuse a resume whose essentials differ."""
+    """Refuse a resume whose essentials differ from the experiment saved in the run folder."""
     saved = run_dir / "experiment.yaml"
-    current = experiment.to_dict()
     if saved.exists():
+        current = experiment.to_dict()
         previous = experiment_from_dict(yaml.safe_load(saved.read_text())).to_dict()
         changed = [key for key in ESSENTIAL if _essential(previous, key) != _essential(current, key)]
         if changed:
@@ -65,35 +58,15 @@ def _check_same_experiment(run_dir: Path, experiment: Experiment) -> None:
                 f"{run_dir} holds a search with different {', '.join(changed)}: "
                 "resume it with the same experiment, or choose another run folder."
             )
-    saved.write_text(yaml.safe_dump(current, sort_keys=False))
+
+
+def _save_experiment(run_dir: Path, experiment: Experiment) -> None:
+    write_text(run_dir / "experiment.yaml", yaml.safe_dump(experiment.to_dict(), sort_keys=False))
 
 
 def _essential(experiment: Mapping[str, Any], section: str) -> Any:
     value = experiment[section]
     return {k: v for k, v in value.items() if k not in MAY_CHANGE[section]} if section in MAY_CHANGE else value
-
-
-def load_experiment_data(experiment: Experiment) -> DataSplits:
-    data = experiment.data
-    return load_data(data.spec, val_fraction=data.val_fraction, seed=experiment.seed, limit=data.limit)
-
-
-def preflight(experiment: Experiment, goals: Goals) -> None:
-    """Everything that can be checked before a run folder is touched: names, options, files."""
-    from prunetune.objectives import ClassificationObjective
-    from prunetune.search.sampler_choice import check_sampler
-
-    for name, options in experiment.methods.items():
-        make_method(name, {key: value for key, value in (options or {}).items() if key != "shared"})
-    check_sampler(experiment.search.sampler, len(goals.objectives))
-    if experiment.objective.type == "classification":
-        goals.check_against(ClassificationObjective.directions)
-    if experiment.objective.type == "reconstruction":
-        from prunetune.objectives.reconstruction import check_reconstruction_options
-
-        goals.check_against(check_reconstruction_options(experiment.objective.options))
-    if experiment.model.checkpoint and not Path(experiment.model.checkpoint).expanduser().is_file():
-        raise PrunetuneError(f"Checkpoint not found: {experiment.model.checkpoint} (the 'model.checkpoint' key)")
 
 
 def prepare_base(
@@ -222,14 +195,13 @@ def run_experiment(
 ) -> optuna.Study:
     """Run (or resume) `experiment` in `run_dir` until its trial budget is spent; returns the study."""
     run_dir = Path(run_dir)
-    goals = Goals.from_config(experiment.objective.objectives, experiment.objective.constraints)
-    if experiment.search.sampler in UNCONSTRAINED_LEARNERS:
-        goals = dataclasses.replace(goals, penalty=CONSTRAINT_PENALTY)
-    preflight(experiment, goals)
-    data = load_experiment_data(experiment)
+    checked = check_experiment(experiment, run_dir)  # raises before anything is written
+    goals, data = checked.goals, checked.data
+    _check_same_experiment(run_dir, experiment)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         _check_same_experiment(run_dir, experiment)
+        _save_experiment(run_dir, experiment)
         base, _ = prepare_base(experiment, run_dir, data, echo)
         objective = build_objective(experiment, base, data)
         if callable(getattr(objective, "base_scores", None)):
@@ -251,7 +223,7 @@ def run_experiment(
         sampler = make_sampler(experiment.seed)
         study = open_study(storage_url(run_dir, experiment.storage), goals=goals, sampler=sampler)
         before = len(study.get_trials(deepcopy=False))
-        if before and search.sampler in RESEED_ON_RESUME:
+        if before and SAMPLERS[search.sampler].reseed_on_resume:
             # Restarted on its seed, such a sampler replays its random stream from the start and hands
             # out the plans of the first run again: go on with a stream drawn from the seed and the ledger.
             sampler = study.sampler = make_sampler(resume_seed(experiment.seed, before))

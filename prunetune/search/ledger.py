@@ -22,6 +22,7 @@ from prunetune.search.goals import Goals
 
 __all__ = [
     "ATTR_CURVE",
+    "check_storage_url",
     "ATTR_FAIL_REASON",
     "ATTR_INTERRUPTED",
     "ATTR_METRICS",
@@ -60,6 +61,29 @@ def storage_url(run_dir: Path, storage: str | None) -> str:
     if storage:
         return storage
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def check_storage_url(url: str) -> None:
+    """Raise PrunetuneError unless ``url`` is a storage URL whose database driver is installed.
+
+    Only the URL and the driver are checked, not the connection: nothing is created or written.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    accepted = "an Optuna storage URL such as sqlite:///PATH, postgresql://USER@HOST/DB or mysql://USER@HOST/DB"
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise PrunetuneError(f"The 'storage' key must be {accepted}. Got {url!r} instead ({error}).") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise PrunetuneError(
+            f"The 'storage' key {url!r} needs the database driver {error.name or parsed.drivername!r}, "
+            "which is not installed here: install it, or use sqlite:///PATH."
+        ) from None
 
 
 def _storage(url: str) -> str | optuna.storages.BaseStorage:

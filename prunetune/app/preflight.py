@@ -1,0 +1,187 @@
+"""Everything an experiment can get wrong, checked before any work: nothing is written on failure.
+
+`check_experiment` reads the data, builds the base model's architecture (the checkpoint, or the zoo
+model untrained), configures every method on it, the sampler, the objective and the storage, and
+returns what it found; the runner creates the run folder only after it passed. `describe` turns
+the result into the text `prunetune run --check` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunetune.app.experiment import Experiment
+from prunetune.errors import PrunetuneError
+from prunetune.pruners import make_method
+from prunetune.search.goals import Goals
+from prunetune.search.ledger import check_storage_url, storage_url
+from prunetune.search.sampler_choice import SAMPLERS, create_sampler
+from prunetune.search.space import SearchSpace
+from prunetune.user_code import accepted_keywords, load_reference
+from prunetune.zoo.datasets import DataSplits, load_data
+
+__all__ = ["Checked", "check_experiment", "describe", "goals_of", "load_experiment_data"]
+
+#: How far an infeasible trial's values move against their direction, per unit of violation, for a
+#: sampler that takes no constraints but learns from values (the table's ``constraints="penalty"``).
+CONSTRAINT_PENALTY = 1.0
+#: What the runner hands every objective besides its own options (not settable in `objective.options`).
+PROVIDED = ("base", "data", "finetune", "batch_size", "bn_recalibration_batches", "measure_latency")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An experiment that passed every check, with what the checks built on the way."""
+
+    experiment: Experiment
+    goals: Goals
+    data: DataSplits
+    model: nn.Module
+    base: str
+    space: SearchSpace
+
+
+def goals_of(experiment: Experiment) -> Goals:
+    """The experiment's objectives and constraints (penalised for a sampler that takes no constraints)."""
+    section = experiment.objective
+    goals = Goals.from_config(section.objectives, section.constraints)
+    entry = SAMPLERS.get(experiment.search.sampler)
+    if entry is not None and entry.constraints == "penalty":
+        goals = dataclasses.replace(goals, penalty=CONSTRAINT_PENALTY)
+    return goals
+
+
+def load_experiment_data(experiment: Experiment) -> DataSplits:
+    data = experiment.data
+    return load_data(data.spec, val_fraction=data.val_fraction, seed=experiment.seed, limit=data.limit)
+
+
+def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Checked:
+    """Check everything `experiment` names; raise one PrunetuneError for the first problem found.
+
+    Nothing is written: no run folder, no saved experiment, no base model.
+    """
+    goals = goals_of(experiment)
+    _check_objective(experiment, goals)
+    if run_dir is not None:
+        check_storage_url(storage_url(Path(run_dir), experiment.storage))
+    _check_methods(experiment.methods)
+    data = load_experiment_data(experiment)
+    model, base = _architecture(experiment, data)
+    space = SearchSpace.for_model(model, torch.zeros(1, *data.input_shape), experiment.methods)
+    create_sampler(  # sampler name and options, on the real space
+        experiment.search.sampler, seed=experiment.seed, n_objectives=len(goals.objectives),
+        search_space=space.distributions, options=experiment.search.sampler_options,
+    )
+    return Checked(experiment=experiment, goals=goals, data=data, model=model, base=base, space=space)
+
+
+def _check_methods(methods: Mapping[str, Mapping[str, Any] | None]) -> None:
+    """Every method is known (or imports from the reference given) and takes the options given."""
+    for name, options in methods.items():
+        try:
+            make_method(name, {key: value for key, value in (options or {}).items() if key != "shared"})
+        except PrunetuneError as error:
+            raise PrunetuneError(f"The 'methods.{name}' entry: {error}") from None
+
+
+def _architecture(experiment: Experiment, data: DataSplits) -> tuple[nn.Module, str]:
+    """The base model's architecture (trained weights for a checkpoint) and a line saying where it comes from."""
+    from prunetune.zoo.checkpoint import load_checkpoint
+    from prunetune.zoo.models import build_model_for
+
+    section = experiment.model
+    if section.checkpoint:
+        path = Path(section.checkpoint).expanduser()
+        if not path.is_file():
+            raise PrunetuneError(f"Checkpoint not found: {section.checkpoint} (the 'model.checkpoint' key)")
+        checkpoint = load_checkpoint(path)
+        if checkpoint.input_shape is not None and tuple(checkpoint.input_shape) != tuple(data.input_shape):
+            raise PrunetuneError(
+                f"The checkpoint {path} was trained on inputs of shape {checkpoint.input_shape}; "
+                f"{experiment.data.spec} gives {data.input_shape}."
+            )
+        return checkpoint.build(), f"checkpoint {path} ({checkpoint.model_name})"
+    try:
+        model = build_model_for(section.name, data, section.kwargs)
+    except PrunetuneError as error:
+        raise PrunetuneError(f"The 'model' section: {error}") from None
+    train = section.train
+    return model, f"{section.name}, trained once into the run folder ({train.epochs} epochs, lr {train.lr:g})"
+
+
+def _check_objective(experiment: Experiment, goals: Goals) -> None:
+    """The objective type exists, takes the options given, and offers the metrics searched on."""
+    from prunetune.objectives import ClassificationObjective
+    from prunetune.objectives.reconstruction import check_reconstruction_options
+
+    section = experiment.objective
+    if section.type == "classification":
+        _check_options("classification", ClassificationObjective, section.options)
+        goals.check_against(ClassificationObjective.directions)
+    elif section.type == "reconstruction":
+        goals.check_against(check_reconstruction_options(section.options))
+    else:
+        target, _ = load_reference(section.type, label="objective ('objective.type')", callable_only=True)
+        if inspect.isclass(target):
+            _check_options(section.type, target, section.options)
+        elif section.options:
+            raise PrunetuneError(
+                f"The objective {section.type!r} is a function: it takes no 'objective.options'. "
+                f"Got {', '.join(sorted(section.options))}."
+            )
+        directions = section.directions or getattr(target, "directions", None)
+        if isinstance(directions, Mapping):
+            goals.check_against(directions)
+
+
+def _check_options(label: str, target: Any, options: Mapping[str, Any]) -> None:
+    accepted = accepted_keywords(target)
+    if accepted is None or accepted[1]:
+        return  # **kwargs: the objective checks its own options when it is built
+    allowed = sorted(name for name in accepted[0] if name not in PROVIDED)
+    unknown = sorted(key for key in options if key not in allowed)
+    if unknown:
+        raise PrunetuneError(
+            f"Unknown key 'objective.options.{unknown[0]}' for the {label} objective. "
+            f"Accepted options: {', '.join(allowed) or '(none)'}."
+        )
+
+
+def describe(checked: Checked) -> str:
+    """What a run of this experiment would do, for `prunetune run --check`."""
+    experiment, space = checked.experiment, checked.space
+    search, execution, objective = experiment.search, experiment.execution, experiment.objective
+    finetune = objective.finetune
+    lines = [
+        f"experiment {experiment.name}: every check passed; nothing was written",
+        f"  model: {checked.base}",
+        f"  data: {checked.data.description}",
+        f"  search space: {len(space)} parameters",
+    ]
+    for name, dims in space.dimensions.items():
+        units = ", ".join(dim.unit for dim in dims[:6]) + (f", ... ({len(dims)} in all)" if len(dims) > 6 else "")
+        shared = " (one shared value)" if name in space.shared else ""
+        lines.append(f"    {name}: {len(dims)} dimensions{shared} on {units}")
+    goals = ", ".join(f"{metric} ({direction})" for metric, direction in checked.goals.objectives)
+    lines.append(f"  objectives: {goals}")
+    if objective.constraints:
+        lines.append(f"  constraints: {'; '.join(map(str, objective.constraints))}")
+    where = "a plain loop, no Ray" if execution.executor == "local" else f"Ray, {execution.workers} at once"
+    lines.append(f"  sampler: {search.sampler}; {search.trials} trials on {where}")
+    steps = f"{finetune.max_steps} steps" if finetune.max_steps else f"{finetune.epochs} epoch(s)"
+    lines.append(
+        f"  each trial: prune -> recalibrate BN ({objective.bn_recalibration_batches} batches) -> "
+        f"fine-tune {steps} (lr {finetune.lr:g}) -> evaluate ({objective.type})"
+    )
+    if not finetune.max_steps:
+        lines.append(f"  budget: {search.trials} trials x {finetune.epochs} fine-tune epoch(s) = {search.trials * finetune.epochs} epochs")
+    return "\n".join(lines)
