@@ -31,3 +31,8 @@ class ArithmeticObjective:
         if report is not None:
             report(0, {"val_accuracy": accuracy, "compression": compression})
         return {"accuracy": accuracy, "compression": compression, "accuracy_drop": 100 * mean**2}
+
+
+def arithmetic(plan: Plan, report: Callable[[int, Mapping[str, float]], None] | None = None) -> dict[str, float]:
+    """The same as ArithmeticObjective, as a plain function (its directions come from the experiment file)."""
+    return ArithmeticObjective()(plan, report)

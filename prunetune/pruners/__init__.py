@@ -14,7 +14,14 @@ from prunetune.pruners.methods import Dimension, FilterPruning, PruningMethod, W
 from prunetune.pruners.ordering import OrderedPruning
 from prunetune.pruners.pca import PCAWidths, pca_widths
 from prunetune.pruners.quantize import Quantization
-from prunetune.pruners.registry import METHODS, get_method, make_method, register_method, resolve_method
+from prunetune.pruners.registry import (
+    METHODS,
+    get_method,
+    make_method,
+    method_source,
+    register_method,
+    resolve_method,
+)
 from prunetune.pruners.plan import Plan, apply_plan
 from prunetune.pruners.structured import channels_to_remove, prune_filters
 from prunetune.pruners.units import Unit, discover_units
@@ -56,6 +63,7 @@ __all__ = [
     "make_masks_permanent",
     "measure",
     "measure_latency",
+    "method_source",
     "pca_widths",
     "prunable_weight_layers",
     "prune_filters",

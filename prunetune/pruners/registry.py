@@ -23,7 +23,9 @@ from prunetune.pruners.pca import PCAWidths
 from prunetune.pruners.quantize import Quantization
 from prunetune.user_code import is_file_reference, load_reference
 
-__all__ = ["METHODS", "get_method", "make_method", "method_class", "register_method", "resolve_method"]
+__all__ = [
+    "METHODS", "get_method", "make_method", "method_class", "method_source", "register_method", "resolve_method",
+]
 
 #: Every method by its section name (a default-configured instance), in the order a plan applies them.
 METHODS: dict[str, PruningMethod] = {
@@ -38,6 +40,8 @@ METHODS: dict[str, PruningMethod] = {
     )
 }
 BUILT_IN = tuple(METHODS)
+#: Where a method loaded by reference came from (``/abs/path/file.py:Class``), by section name.
+_SOURCES: dict[str, str] = {}
 
 
 def register_method(cls: type[PruningMethod], *, before: str | None = None) -> type[PruningMethod]:
@@ -97,7 +101,7 @@ def resolve_method(name: str) -> str:
             "or name your own as 'package.module:Class' or 'path/to/file.py:Class'."
         )
     where = name.rpartition(":")[0]
-    cls, _ = load_reference(name, label="pruning method", callable_only=True)
+    cls, recorded = load_reference(name, label="pruning method", callable_only=True)
     if not (isinstance(cls, type) and issubclass(cls, PruningMethod)):
         kind = "file" if is_file_reference(where) else "module"
         raise PrunetuneError(
@@ -105,7 +109,13 @@ def resolve_method(name: str) -> str:
             "prunetune.pruners.PruningMethod."
         )
     register_method(cls)
+    _SOURCES.setdefault(cls.name, recorded)
     return cls.name
+
+
+def method_source(name: str) -> str | None:
+    """The reference a method registered by :func:`resolve_method` was loaded from; None for the others."""
+    return _SOURCES.get(name)
 
 
 def method_class(name: str) -> type[PruningMethod]:

@@ -107,7 +107,7 @@ def export_trial(
     """
     from prunetune.objectives.prune_finetune import size_metrics
     from prunetune.objectives.training import evaluate
-    from prunetune.pruners import make_masks_permanent, measure
+    from prunetune.pruners import make_masks_permanent, measure, method_source
     from prunetune.zoo.checkpoint import load_checkpoint, save_checkpoint
 
     run = run if isinstance(run, Run) else load_run(run)
@@ -121,6 +121,7 @@ def export_trial(
         why = row.get("fail_reason") or "no reason recorded"
         raise PrunetuneError(f"Trial {number} of {run.path} did not complete ({row['state']}: {why}); export a completed trial.")
     plan = run.plan(number)
+    run.register_methods()
     experiment = run.experiment
     base_checkpoint = load_checkpoint(run.base_checkpoint)
     data = run.data()
@@ -168,6 +169,7 @@ def export_trial(
             num_classes=data.num_classes,
             metrics=metrics,
             plan=plan,
+            method_sources={name: method_source(name) for name in plan if method_source(name)},
         )
     return ExportResult(
         trial=number, path=output, torchscript=script_file, source=source, metrics=metrics, ledger=ledger,

@@ -164,6 +164,14 @@ class Run:
         data = self.experiment.data
         return load_data(data.spec, val_fraction=data.val_fraction, seed=self.experiment.seed, limit=data.limit)
 
+    def register_methods(self) -> None:
+        """Register the methods of the user's own the run searched (named by reference in its
+        experiment), so that its plans can be applied again in this process."""
+        from prunetune.pruners import resolve_method
+
+        for name in self.experiment.methods:
+            resolve_method(name)
+
     def refresh(self) -> Run:
         """Forget the cached trials, so the next read sees trials finished since."""
         self._frame = None

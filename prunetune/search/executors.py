@@ -78,17 +78,19 @@ class LocalExecutor:
             progress.trial_finished(study, trial.number, state, metrics, feasible=goals.feasible(metrics))
 
 
-def _ship_by_value(objective: object) -> list[str]:
-    """Have Ray pickle the objective's own module by value when workers cannot import it by name.
+def _ship_by_value(*objects: object) -> list[str]:
+    """Have Ray pickle the modules of these objects (the objective, the space's methods) by value
+    when workers cannot import them by name.
 
-    An objective loaded from a file (``path/to/file.py:attr``) lives in a module registered under a
-    synthetic name in this process only; pickled by reference, a worker fails to unpickle it with
-    ``No module named ...``. Returns the names of the modules registered.
+    An objective or a method loaded from a file (``path/to/file.py:attr``) lives in a module
+    registered under a synthetic name in this process only; pickled by reference, a worker fails to
+    unpickle it with ``No module named ...``. Returns the names of the modules registered.
     """
     from ray import cloudpickle
 
     names = {
         getattr(candidate, "__module__", None)
+        for objective in objects
         for candidate in (objective, type(objective), getattr(objective, "function", None))
         if candidate is not None
     }
@@ -200,7 +202,7 @@ class RayExecutor:
             )
             scheduler = StopScheduler(searcher=searcher, rule=stop_rule)
             threads = self.threads or max(1, int(self.cpus_per_trial))
-            _ship_by_value(objective)
+            _ship_by_value(objective, *space.methods.values())
             # Base weights and data go into Ray's object store once, not once per trial.
             work = tune.with_parameters(
                 trainable, objective=objective, space=space, threads=threads, gate=gate, keeper=keeper

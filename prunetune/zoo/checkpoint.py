@@ -37,6 +37,8 @@ class Checkpoint:
     num_classes: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     plan: dict[str, Any] | None = None
+    #: Methods of the user's own that the plan uses: section name -> where the method was loaded from.
+    method_sources: dict[str, str] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
         """Rebuild the model from the zoo, re-shape it by its plan (if pruned), and load the weights."""
@@ -59,11 +61,20 @@ class Checkpoint:
         Which channels a criterion picks depends on the weights, so the replay uses L1 whatever the
         recorded criterion; the saved state dict then fills in the real weights.
         """
-        from prunetune.pruners import Plan, apply_plan, make_masks_permanent
+        from prunetune.pruners import METHODS, Plan, apply_plan, make_masks_permanent
 
         if self.input_shape is None:
             raise PrunetuneError("A pruned checkpoint must record its input_shape to be rebuilt.")
         sections = Plan.from_dict(self.plan).to_dict()
+        for name in sections:
+            if name not in METHODS:  # loading a checkpoint never imports code by itself
+                source = self.method_sources.get(name)
+                raise PrunetuneError(
+                    f"The checkpoint's plan has a {name!r} section, a pruning method not registered here"
+                    + (f" (it came from {source!r}): call prunetune.pruners.resolve_method({source!r})" if source
+                       else ": register its class with prunetune.pruners.register_method")
+                    + " before loading it."
+                )
         for name in ("filters", "order"):
             if name in sections:
                 sections[name]["criterion"] = "l1"
