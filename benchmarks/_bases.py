@@ -30,12 +30,13 @@ def train_once(
     """
     if not path.exists():
         from prunetune.app.base_model import train_base_model
+        from prunetune.objectives.training import TrainConfig
 
         echo(f"training the base {model} for {epochs} epochs -> {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        train_base_model(
-            model=model, data=data, output=path, epochs=epochs, lr=0.05, seed=0,
-            threads=threads if threads is not None else torch.get_num_threads(),
-            echo=lambda line: echo("  " + line), **options,
+        config = TrainConfig(
+            epochs=epochs, lr=0.05, seed=0, threads=threads if threads is not None else torch.get_num_threads(),
+            **{key: options.pop(key) for key in ("batch_size", "optimizer", "weight_decay", "schedule") if key in options},
         )
+        train_base_model(model=model, data=data, output=path, config=config, echo=lambda line: echo("  " + line), **options)
     return dict(load_checkpoint(path).metrics)

@@ -49,6 +49,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=64)
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine")
     parser.add_argument("--seed", type=int, default=0)
@@ -64,25 +65,17 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from prunetune.app.base_model import train_base_model
+    from prunetune.objectives.training import TrainConfig
 
     if args.output.is_dir():
         raise PrunetuneError(f"--output {args.output} is a folder; name the checkpoint file to write.")
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, threads=args.threads,
+    )
     train_base_model(
-        model=args.model,
-        data=args.data,
-        output=args.output,
-        model_kwargs=dict(args.model_arg),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        seed=args.seed,
-        threads=args.threads,
-        val_fraction=args.val_fraction,
-        limit=args.limit,
-        echo=print,
+        model=args.model, data=args.data, output=args.output, config=config, model_kwargs=dict(args.model_arg),
+        val_fraction=args.val_fraction, limit=args.limit, echo=print,
     )
     return 0
 

@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from prunetune.errors import PrunetuneError
+from prunetune.objectives.training import TrainConfig
 from prunetune.search.goals import parse_constraint
 from prunetune.search.sampler_choice import SAMPLERS
 
@@ -36,15 +37,9 @@ KEEP_WEIGHTS = ("none", "front", "all")
 DIRECTIONS = ("maximize", "minimize")
 
 
-@dataclass(frozen=True, kw_only=True)
-class TrainSection:
-    epochs: int = 15
-    max_steps: int | None = None
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    schedule: str = "cosine"
-    weight_decay: float = 5e-4
-    batch_size: int = 64
+#: Fields of TrainConfig an experiment file sets elsewhere: `seed` at the top, `threads` as
+#: `execution.threads_per_trial`, and the fine-tune's `batch_size` as `objective.batch_size`.
+NOT_IN_FILE = {"model.train": ("seed", "threads"), "objective.finetune": ("seed", "threads", "batch_size")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,7 +49,7 @@ class ModelSection:
     checkpoint: str | None = None
     name: str = "lenet5"
     kwargs: dict[str, Any] = field(default_factory=dict)
-    train: TrainSection = field(default_factory=TrainSection)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,16 +57,6 @@ class DataSection:
     spec: str = "digits"
     val_fraction: float = 0.1
     limit: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class FinetuneSection:
-    epochs: int = 1
-    max_steps: int | None = None
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    schedule: str = "cosine"
-    weight_decay: float = 5e-4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +72,7 @@ class ObjectiveSection:
     type: str = "classification"
     options: dict[str, Any] = field(default_factory=dict)
     directions: dict[str, str] = field(default_factory=dict)
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
     batch_size: int = 64
     bn_recalibration_batches: int = 20
     measure_latency: bool = False
@@ -145,7 +130,21 @@ class Experiment:
     storage: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The experiment as a file would write it (every key, defaults filled in)."""
+        data = dataclasses.asdict(self)
+        for dotted, fields in NOT_IN_FILE.items():
+            section, key = dotted.split(".")
+            for name in fields:
+                data[section][key].pop(name, None)
+        return data
+
+    def finetune_config(self) -> TrainConfig:
+        """The trial's fine-tune: `objective.finetune` with the experiment's seed and batch size."""
+        return dataclasses.replace(self.objective.finetune, seed=self.seed, batch_size=self.objective.batch_size)
+
+    def base_training_config(self) -> TrainConfig:
+        """Base-model training: `model.train` with the experiment's seed."""
+        return dataclasses.replace(self.model.train, seed=self.seed)
 
     def replace(self, **changes: Any) -> Experiment:
         """A copy with dotted keys changed (`{"search.trials": 80}`), validated like a file."""
@@ -178,6 +177,10 @@ def _check(path: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, list):
             raise PrunetuneError(f"The '{path}' key must be a list. Got {value!r} instead.")
         return value
+    if text.startswith("str"):  # a name, or (from Python only) a callable: `schedule`
+        if not isinstance(value, str):
+            raise PrunetuneError(f"The '{path}' key must be a string. Got {value!r} instead.")
+        return value
     if hint is bool or text == "bool":
         if not isinstance(value, bool):
             raise PrunetuneError(f"The '{path}' key must be true or false. Got {value!r} instead.")
@@ -204,12 +207,17 @@ def _parse_section(cls: type, data: Any, path: str) -> Any:
     if not isinstance(data, Mapping):
         raise PrunetuneError(f"The {where} must be a mapping of keys. Got {data!r} instead.")
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in NOT_IN_FILE.get(path, ())]
     for key in data:
         if key not in names:
             prefix = f"{path}." if path else ""
             raise PrunetuneError(f"Unknown key '{prefix}{key}' in the {where}. Known keys: {', '.join(names)}.")
     values = {key: _check(f"{path}.{key}" if path else key, value, hints[key]) for key, value in data.items()}
+    if cls is TrainConfig:
+        defaults = Experiment().model.train if path == "model.train" else Experiment().objective.finetune
+        config = dataclasses.replace(defaults, **values)
+        config.validate(where=path)
+        return config
     return cls(**values)
 
 
@@ -236,7 +244,6 @@ def experiment_from_dict(data: Any) -> Experiment:
     _at_least("execution.gpus_per_trial", execution.gpus_per_trial, 0)
     _at_least("execution.threads_per_trial", execution.threads_per_trial, 1)
     _at_least("execution.retries", execution.retries, 0)
-    _at_least("objective.finetune.epochs", objective.finetune.epochs, 0)
     _at_least("model.train.epochs", experiment.model.train.epochs, 1)
     _at_least("search.early_stopping.margin", search.early_stopping.margin, 0)
     _at_least("search.early_stopping.warmup_steps", search.early_stopping.warmup_steps, 0)

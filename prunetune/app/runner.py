@@ -7,7 +7,6 @@ budget runs.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from torch import nn
 from prunetune.app.preflight import check_experiment
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
-from prunetune.objectives.training import TrainConfig
 from prunetune.search.executors import LocalExecutor, RayExecutor, StopRule
 from prunetune.app.experiment import Experiment, experiment_from_dict
 from prunetune.search.ledger import (
@@ -72,8 +70,8 @@ def _essential(experiment: Mapping[str, Any], section: str) -> Any:
 def prepare_base(
     experiment: Experiment, run_dir: Path, splits: DataSplits, echo: Callable[[str], None]
 ) -> tuple[nn.Module, dict[str, float]]:
-    """The base model: the named checkpoint, or a zoo model trained once into the run folder."""
-    from prunetune.app.base_model import train_base_model
+    """The base model: the named checkpoint (kept from an earlier run), or a zoo model trained once into the run folder."""
+    from prunetune.objectives.base_training import train_base
     from prunetune.zoo.checkpoint import load_checkpoint
 
     model, data = experiment.model, experiment.data
@@ -87,52 +85,15 @@ def prepare_base(
             )
         echo(f"base model: {path} ({checkpoint.model_name}, test accuracy {checkpoint.metrics.get('test_accuracy', float('nan')):.2%})")
         return checkpoint.build(), dict(checkpoint.metrics)
-    train = model.train
-    if experiment.objective.type == "reconstruction":
-        return _train_autoencoder_base(experiment, path, splits, echo)
-    echo(f"training the base model {model.name} on {data.spec} for {train.epochs} epochs (once; kept as {path})")
-    net, _, metrics = train_base_model(
-        model=model.name,
-        data=data.spec,
-        output=path,
-        model_kwargs=model.kwargs,
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        optimizer=train.optimizer,
-        lr=train.lr,
-        weight_decay=train.weight_decay,
-        schedule=train.schedule,
-        seed=experiment.seed,
-        val_fraction=data.val_fraction,
-        limit=data.limit,
-        echo=lambda line: echo("  " + line) if line.startswith(("train ", "wrote")) else None,
-    )
-    return net, metrics
-
-
-def _train_autoencoder_base(
-    experiment: Experiment, path: Path, splits: DataSplits, echo: Callable[[str], None]
-) -> tuple[nn.Module, dict[str, float]]:
-    """An autoencoder base trained once to reconstruct, on the rows the reconstruction objective uses."""
-    from prunetune.objectives.reconstruction import train_autoencoder
-
-    model, data, train = experiment.model, experiment.data, experiment.model.train
-    echo(f"training the base autoencoder {model.name} on {data.spec} for {train.epochs} epochs (once; kept as {path})")
-    config = TrainConfig(
-        epochs=train.epochs, max_steps=train.max_steps, optimizer=train.optimizer, lr=train.lr,
-        weight_decay=train.weight_decay, schedule=train.schedule, seed=experiment.seed,
-    )
-    return train_autoencoder(
-        model.name,
-        splits,
-        config=config,
-        batch_size=train.batch_size,
-        model_kwargs=model.kwargs,
-        output=path,
-        data_spec=data.spec,
-        data_options={"val_fraction": data.val_fraction, "seed": experiment.seed, "limit": data.limit},
-        echo=lambda line: echo("  " + line) if line.startswith(("epoch", "scores", "wrote")) else None,
-        **experiment.objective.options,
+    config = experiment.base_training_config()
+    reconstruction = dict(experiment.objective.options) if experiment.objective.type == "reconstruction" else None
+    what = "base autoencoder" if reconstruction is not None else "base model"
+    echo(f"training the {what} {model.name} on {data.spec} for {config.epochs} epochs (once; kept as {path})")
+    shown = ("epoch", "scores", "wrote") if reconstruction is not None else ("train ", "wrote")
+    return train_base(
+        model.name, splits, config=config, model_kwargs=model.kwargs, reconstruction=reconstruction, output=path,
+        data_spec=data.spec, data_options={"val_fraction": data.val_fraction, "seed": experiment.seed, "limit": data.limit},
+        echo=lambda line: echo("  " + line) if line.startswith(shown) else None,
     )
 
 
@@ -141,12 +102,10 @@ def build_objective(experiment: Experiment, base: nn.Module, data: DataSplits) -
     from prunetune.objectives import ClassificationObjective, load_objective
 
     section = experiment.objective
-    finetune = TrainConfig(**dataclasses.asdict(section.finetune), seed=experiment.seed, threads=None)
-    finetune.validate()
     common = {
         "base": base,
         "data": data,
-        "finetune": finetune,
+        "finetune": experiment.finetune_config(),
         "batch_size": section.batch_size,
         "bn_recalibration_batches": section.bn_recalibration_batches,
         "measure_latency": section.measure_latency,

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import bad_parameter
 from prunetune.objectives.training import TrainConfig
 
 __all__ = ["bad_option", "check_trial_options", "is_int"]
@@ -18,10 +18,8 @@ def is_int(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def bad_option(owner: str, name: str, value: object, allowed: str) -> None:
-    """Raise the one error shape: "The 'name' parameter of Owner must be ... Got ... instead."."""
-    shown = value if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
-    raise PrunetuneError(f"The {name!r} parameter of {owner} must be {allowed}. Got {shown!r} instead.")
+#: The one error shape for an objective's options (see prunetune.errors).
+bad_option = bad_parameter
 
 
 def check_trial_options(owner: str, objective: Any) -> None:

@@ -2,14 +2,16 @@
 
 This is the work of every trial: :class:`~prunetune.objectives.classification.ClassificationObjective`
 runs it inside a search, and `prunetune prune` runs it once from the command line, so a plan
-re-applied by hand scores the way it scored in the search.
+re-applied by hand scores the way it scored in the search. An objective that learns or scores
+otherwise (the reconstruction objective) hands it a :class:`Task`: its batches, its loss and its
+scores, and the steps stay these.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,9 +25,41 @@ from prunetune.objectives.batchnorm import (
 from prunetune.objectives.stages import StageContext, apply_plan_staged
 from prunetune.objectives.training import EpochStats, TrainConfig, evaluate, train
 from prunetune.pruners import Measurement, Plan, measure, measure_latency
-from prunetune.zoo.datasets import DataSplits
+from prunetune.zoo.datasets import DataSplits, Loaders
 
-__all__ = ["PruneResult", "prune_and_finetune", "recalibration_batches_for", "size_metrics"]
+__all__ = ["PruneResult", "Task", "classification_task", "prune_and_finetune", "recalibration_batches_for", "size_metrics"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a model learns and how it is scored: the hooks an objective gives prune-and-fine-tune.
+
+    Attributes:
+        loaders: ``seed -> (train, val, test)`` seeded batches; train is what fine-tuning sees.
+        scores: ``(model, "val" | "test") -> {name: value}``, with the main score as ``"accuracy"``.
+        loss_fn: The training loss (None: cross-entropy).
+        epoch_score: Whether the main val score must be computed after each epoch by ``scores``
+            (False when the training loop's own val accuracy is that score, as for classifiers).
+    """
+
+    loaders: Callable[[int], Loaders]
+    scores: Callable[[nn.Module, str], dict[str, float]]
+    loss_fn: nn.Module | None = None
+    epoch_score: bool = True
+
+
+def classification_task(data: DataSplits, batch_size: int) -> Task:
+    """Classifiers: cross-entropy on the data's batches, scored by top-1 accuracy."""
+    cache: dict[int, Loaders] = {}
+
+    def loaders(seed: int) -> Loaders:
+        return data.loaders(batch_size, seed=seed)
+
+    def scores(model: nn.Module, split: str) -> dict[str, float]:
+        loader = cache.setdefault(0, data.loaders(batch_size, seed=0))
+        return {"accuracy": evaluate(model, loader.val if split == "val" else loader.test).accuracy}
+
+    return Task(loaders=loaders, scores=scores, loss_fn=None, epoch_score=False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,7 @@ class PruneResult:
         latency_ms: Median CPU latency of one example, when it was asked for.
         plan: The plan as applied (plain data): differs from the plan asked for when a staged
             section stopped early (an ordered plan whose accuracy budget ran out).
+        val_scores, test_scores: Every score the task gives after fine-tuning (``accuracy`` too).
     """
 
     model: nn.Module
@@ -54,6 +89,8 @@ class PruneResult:
     seconds: float
     latency_ms: float | None = None
     plan: dict[str, Any] | None = None
+    val_scores: dict[str, float] = field(default_factory=dict)
+    test_scores: dict[str, float] = field(default_factory=dict)
 
     def metrics(
         self, *, base_val_accuracy: float | None = None, base_test_accuracy: float | None = None
@@ -114,6 +151,8 @@ def prune_and_finetune(
     base_val_accuracy: float | None = None,
     on_pruned: Callable[[Measurement, float], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    on_epoch_score: Callable[[EpochStats, float], None] | None = None,
+    task: Task | None = None,
 ) -> PruneResult:
     """Prune a copy of `base` by `plan`, recalibrate its BN layers, fine-tune it, evaluate on val and test.
 
@@ -125,32 +164,36 @@ def prune_and_finetune(
         plan: A :class:`Plan` or its dict form.
         data: The splits: train (calibration, BN statistics, fine-tuning), val and test.
         finetune: How to fine-tune (``epochs=0`` skips it); its seed orders the batches.
-        batch_size: Batch size of every loader.
+        batch_size: Batch size of every loader (of the default classification task).
         bn_recalibration_batches: Training batches to re-estimate BN statistics on after pruning
             (:func:`~prunetune.objectives.batchnorm.recalibrate_batchnorm`); None picks
             :data:`DEFAULT_RECALIBRATION_BATCHES` for a model with BN layers, 0 turns it off.
         latency: Also time the pruned model's forward pass on one example.
         latency_threads: CPU threads for that timing (None keeps the current setting).
         base_measurement: ``measure(base, ...)`` when the caller has it already.
-        base_val_accuracy: The base model's validation accuracy when the caller has it already
+        base_val_accuracy: The base model's main validation score when the caller has it already
             (staged sections such as an ordered plan's accuracy budget read it).
-        on_pruned: Called with the pruned model's measurement and its validation accuracy
+        on_pruned: Called with the pruned model's measurement and its main validation score
             once pruning and recalibration are done, before fine-tuning starts.
         on_epoch: Called with each fine-tuning epoch's statistics.
+        on_epoch_score: Called after each epoch with its statistics and the main validation score.
+        task: What the model learns and how it is scored; None: a classifier of ``data``.
     """
     started = time.perf_counter()
+    task = task if task is not None else classification_task(data, batch_size)
     example = torch.zeros(1, *data.input_shape)
-    train_loader, val_loader, test_loader = data.loaders(batch_size, seed=finetune.seed)
+    train_loader, val_loader, _ = task.loaders(finetune.seed)
     # Calibration draws from its own loader, so fine-tuning sees the same batches with or without it.
-    calibration_loader = data.loaders(batch_size, seed=finetune.seed).train
+    calibration_loader = task.loaders(finetune.seed).train
     calibration = [next(iter(calibration_loader))]
-    recalibration = recalibration_batches_for(base, bn_recalibration_batches)
 
     def recalibrate(model: nn.Module) -> None:
-        recalibrate_batchnorm(model, calibration_loader, num_batches=recalibration)
+        recalibrate_batchnorm(
+            model, calibration_loader, num_batches=recalibration_batches_for(model, bn_recalibration_batches)
+        )
 
-    def val_accuracy(model: nn.Module) -> float:
-        return evaluate(model, val_loader).accuracy
+    def val_score(model: nn.Module) -> float:
+        return task.scores(model, "val")["accuracy"]
 
     context = StageContext(
         example_inputs=example,
@@ -158,31 +201,37 @@ def prune_and_finetune(
         train_loader=train_loader,
         val_loader=val_loader,
         finetune=finetune,
-        base_val_accuracy=base_val_accuracy if base_val_accuracy is not None else val_accuracy(base),
-        evaluate=val_accuracy,
+        base_val_accuracy=base_val_accuracy if base_val_accuracy is not None else val_score(base),
+        evaluate=val_score,
         recalibrate=recalibrate,
+        loss_fn=task.loss_fn,
     )
     pruned, applied = apply_plan_staged(base, plan, context)
-    recalibrate_batchnorm(
-        pruned, calibration_loader, num_batches=recalibration_batches_for(pruned, bn_recalibration_batches)
-    )
-    val_pruned = evaluate(pruned, val_loader).accuracy
+    recalibrate(pruned)
+    val_pruned = val_score(pruned)
     if on_pruned is not None:
         on_pruned(measure(pruned, example), val_pruned)
-    history = []
+
+    def epoch_done(stats: EpochStats) -> None:
+        if on_epoch is not None:
+            on_epoch(stats)
+        if on_epoch_score is not None and stats.val is not None:
+            on_epoch_score(stats, val_score(pruned) if task.epoch_score else stats.val.accuracy)
+
     if finetune.epochs > 0:
-        history = train(pruned, train_loader, config=finetune, val_loader=val_loader, on_epoch=on_epoch)
-    last_val = history[-1].val if history else None
+        train(pruned, train_loader, config=finetune, val_loader=val_loader, on_epoch=epoch_done, loss_fn=task.loss_fn)
     latency_ms = measure_latency(pruned, example, threads=latency_threads).median_ms if latency else None
+    val_scores, test_scores = task.scores(pruned, "val"), task.scores(pruned, "test")
     return PruneResult(
         model=pruned,
         base=base_measurement if base_measurement is not None else measure(base, example),
         pruned=measure(pruned, example),
         val_accuracy_pruned=val_pruned,
-        val_accuracy=last_val.accuracy if last_val is not None else evaluate(pruned, val_loader).accuracy,
-        test_accuracy=evaluate(pruned, test_loader).accuracy,
+        val_accuracy=val_scores["accuracy"],
+        test_accuracy=test_scores["accuracy"],
         seconds=time.perf_counter() - started,
         latency_ms=latency_ms,
         plan=applied,
+        val_scores=val_scores,
+        test_scores=test_scores,
     )
-

@@ -19,7 +19,6 @@ score under that name too (``accuracy``, ``test_accuracy``, ``accuracy_drop``) a
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,14 +32,13 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from prunetune.errors import PrunetuneError
-from prunetune.objectives.batchnorm import recalibrate_batchnorm
 from prunetune.objectives.classification import REPORT_ACCURACY, REPORT_COMPRESSION
 from prunetune.objectives.options import bad_option, check_trial_options, is_int
 from prunetune.objectives.protocol import Report
-from prunetune.objectives.prune_finetune import recalibration_batches_for, size_metrics
-from prunetune.objectives.stages import StageContext, apply_plan_staged
-from prunetune.objectives.training import EpochStats, TrainConfig, train
-from prunetune.pruners import Measurement, Plan, measure, measure_latency
+from prunetune.objectives.prune_finetune import Task, prune_and_finetune, size_metrics
+from prunetune.objectives.base_training import train_base
+from prunetune.objectives.training import EpochStats, TrainConfig
+from prunetune.pruners import Measurement, Plan, measure
 from prunetune.runtime import torch_threads
 from prunetune.zoo.datasets import DataSplits, Loaders
 
@@ -393,57 +391,43 @@ class ReconstructionObjective:
 
     # --- one trial ----------------------------------------------------------------------------------
 
+    def as_task(self) -> Task:
+        """This objective's hooks for prune-and-fine-tune: reconstruct, and score the task."""
+        return Task(
+            loaders=lambda seed: self.loaders(),
+            scores=self.scores,
+            loss_fn=ReconstructionLoss(),
+        )
+
     def _prune_and_finetune(
         self, plan: Plan | Mapping[str, Any], base: ReconstructionScores, report: Report | None
     ) -> tuple[nn.Module, dict[str, Any], dict[str, float]]:
-        """prune_and_finetune's steps, with a reconstruction loss and the task's scores."""
-        started = time.perf_counter()
-        example = torch.zeros(1, *self.data.input_shape)
-        loss_fn = ReconstructionLoss()
-        train_loader, val_loader, _ = self.loaders()
-        # Calibration draws from its own loader, so fine-tuning sees the same batches with or without it.
-        calibration_loader = self.loaders().train
-        calibration = [next(iter(calibration_loader))]
+        """The trial's steps (prune_and_finetune) with a reconstruction loss and the task's scores."""
+        progress: dict[str, float] = {}
 
-        def recalibrate(model: nn.Module) -> None:
-            recalibrate_batchnorm(
-                model, calibration_loader, num_batches=recalibration_batches_for(model, self.bn_recalibration_batches)
-            )
+        def on_pruned(pruned: Measurement, score: float) -> None:
+            sizes = size_metrics(base.measurement, pruned)
+            progress.update({REPORT_COMPRESSION: sizes["compression"], "macs_reduction": sizes["macs_reduction"]})
+            if report is not None:
+                report(0, {REPORT_ACCURACY: score, **progress})
 
-        context = StageContext(
-            example_inputs=example,
-            calibration=calibration,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            finetune=self.finetune,
-            base_val_accuracy=base.val_accuracy,
-            evaluate=lambda model: self.scores(model, "val")["accuracy"],
-            recalibrate=recalibrate,
-            loss_fn=loss_fn,
-        )
-        pruned, applied = apply_plan_staged(self.base, plan, context)
-        recalibrate(pruned)
-        sizes = size_metrics(base.measurement, measure(pruned, example))
-        progress = {REPORT_COMPRESSION: sizes["compression"], "macs_reduction": sizes["macs_reduction"]}
-        val_pruned = self.scores(pruned, "val")
-        if report is not None:
-            report(0, {REPORT_ACCURACY: val_pruned["accuracy"], **progress})
-
-        def on_epoch(stats: EpochStats) -> None:
+        def on_epoch_score(stats: EpochStats, score: float) -> None:
             if report is not None and stats.val is not None:
-                values = {REPORT_ACCURACY: self.scores(pruned, "val")["accuracy"], **progress}
-                report(stats.epoch, {**values, "train_loss": stats.train_loss, "val_loss": stats.val.loss})
+                report(stats.epoch, {REPORT_ACCURACY: score, **progress, "train_loss": stats.train_loss, "val_loss": stats.val.loss})
 
-        if self.finetune.epochs > 0:
-            train(pruned, train_loader, config=self.finetune, val_loader=val_loader, on_epoch=on_epoch, loss_fn=loss_fn)
-        val, test = self.scores(pruned, "val"), self.scores(pruned, "test")
-        metrics = self._metrics(base, val, test, accuracy_pruned=val_pruned["accuracy"])
-        metrics.update(size_metrics(base.measurement, measure(pruned, example)))
+        result = prune_and_finetune(
+            self.base, plan, self.data, finetune=self.finetune, batch_size=self.batch_size,
+            bn_recalibration_batches=self.bn_recalibration_batches, latency=self.measure_latency,
+            latency_threads=self.threads, base_measurement=base.measurement, base_val_accuracy=base.val_accuracy,
+            on_pruned=on_pruned, on_epoch_score=on_epoch_score if report is not None else None, task=self.as_task(),
+        )
+        metrics = self._metrics(base, result.val_scores, result.test_scores, accuracy_pruned=result.val_accuracy_pruned)
+        metrics.update(size_metrics(base.measurement, result.pruned))
         metrics["complexity_reduction"] = 1.0 - 1.0 / metrics["compression"]
-        if self.measure_latency:
-            metrics["latency_ms"] = measure_latency(pruned, example, threads=self.threads).median_ms
-        metrics["seconds"] = time.perf_counter() - started
-        return pruned, applied, metrics
+        if result.latency_ms is not None:
+            metrics["latency_ms"] = result.latency_ms
+        metrics["seconds"] = result.seconds
+        return result.model, result.plan or {}, metrics
 
     def _metrics(
         self, base: ReconstructionScores, val: Mapping[str, float], test: Mapping[str, float], *, accuracy_pruned: float
@@ -542,56 +526,20 @@ def train_autoencoder(
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train zoo model ``model`` to reconstruct ``data``, score it as the objective will, save it.
 
-    The base an A2E search starts from: it learns on the rows a :class:`ReconstructionObjective`
-    built with ``objective_options`` (``task``, ``normal_class``, ...) fine-tunes on, so the base
-    and every trial agree on what normal looks like.
+    The base an A2E search starts from, trained by the one base-training path
+    (:func:`~prunetune.objectives.base_training.train_base`): it learns on the rows a
+    :class:`ReconstructionObjective` built with ``objective_options`` (``task``, ``normal_class``,
+    ...) fine-tunes on, so the base and every trial agree on what normal looks like.
 
     Returns:
         The trained model and its metrics: ``train_loss``, ``val_loss`` (reconstruction), the
         task's scores on val and test (``val_roc_auc``, ``test_accuracy``, ...), and
         ``val_accuracy`` / ``test_accuracy`` = the main score, as the checkpoint records them.
     """
-    from prunetune.zoo.models import build_model_for
-    from prunetune.objectives.training import evaluate
-    from prunetune.zoo.checkpoint import save_checkpoint
-
-    config.validate()
-    torch.manual_seed(config.seed)
-    net = build_model_for(model, data, model_kwargs)
-    objective = ReconstructionObjective(
-        base=net, data=data, finetune=config, batch_size=batch_size, **objective_options
+    return train_base(
+        model, data, config=dataclasses.replace(config, batch_size=batch_size), model_kwargs=model_kwargs,
+        reconstruction=objective_options, output=output, data_spec=data_spec, data_options=data_options, echo=echo,
     )
-    objective.validate()
-    echo(f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters; {data.description}")
-    loss_fn = ReconstructionLoss()
-    train_loader, val_loader, _ = objective.loaders()
-
-    def line(stats: EpochStats) -> None:
-        val = f"  val loss {stats.val.loss:.4f}" if stats.val is not None else ""
-        echo(f"epoch {stats.epoch:>3}/{config.epochs}  train loss {stats.train_loss:.4f}{val}  ({stats.seconds:.1f}s)")
-
-    with torch_threads(config.threads):
-        train(net, train_loader, config=config, val_loader=val_loader, on_epoch=line, loss_fn=loss_fn)
-        scores = objective.base_scores()
-        metrics = {
-            "train_loss": evaluate(net, train_loader, loss_fn=loss_fn).loss,
-            "val_loss": evaluate(net, val_loader, loss_fn=loss_fn).loss,
-            **{f"val_{name}": value for name, value in scores.val.items()},
-            **{f"test_{name}": value for name, value in scores.test.items()},
-        }
-    echo(f"scores: {objective.main_metric} val {scores.val_accuracy:.4f}  test {scores.test_accuracy:.4f}")
-    if output is not None:
-        path = save_checkpoint(
-            output,
-            net,
-            data_spec=data_spec,
-            data_options=dict(data_options or {}),
-            input_shape=tuple(data.input_shape),
-            num_classes=data.num_classes,
-            metrics=metrics,
-        )
-        echo(f"wrote {path}")
-    return net, metrics
 
 
 def _tensors(dataset: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:

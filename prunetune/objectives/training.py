@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.runtime import seed_everything, torch_threads
 
 __all__ = [
@@ -42,10 +42,13 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """How to train: the optimizer, its schedule, and how long.
+    """How to train: the optimizer, its schedule, how long, in batches of what size. The one training
+    configuration: base training, every trial's fine-tune and the methods' own training read it.
 
     `schedule` is a name from SCHEDULES or a factory `(optimizer, total_steps) -> scheduler`
-    stepped once per batch, for users who want their own.
+    stepped once per batch, for users who want their own. In an experiment file `model.train` and
+    `objective.finetune` hold its fields, except `seed` (the experiment's), `threads`
+    (`execution.threads_per_trial`) and, for fine-tuning, `batch_size` (`objective.batch_size`).
     """
 
     epochs: int = 10
@@ -55,25 +58,44 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str | ScheduleFactory = "cosine"
+    batch_size: int = 64
     seed: int = 0
     threads: int | None = None
 
-    def validate(self) -> None:
-        """Raise PrunetuneError naming the first bad field."""
-        if self.epochs < 0:
-            _bad("epochs", self.epochs, ">= 0")
-        if self.max_steps is not None and self.max_steps < 1:
-            _bad("max_steps", self.max_steps, ">= 1 or None")
+    def validate(self, where: str | None = None) -> None:
+        """Raise PrunetuneError naming the first bad field; ``where`` is its experiment-file section."""
+
+        def bad(field: str, allowed: str) -> None:
+            value = getattr(self, field)
+            name = f"The '{where}.{field}' key" if where else f"The '{field}' parameter of TrainConfig"
+            raise PrunetuneError(f"{name} must be {allowed}. Got {value!r} instead.")
+
+        def whole(field: str, least: int, optional: bool = False) -> None:
+            value = getattr(self, field)
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                bad(field, f"an integer >= {least}" + (" or null" if optional else ""))
+
+        def number(field: str, test: Callable[[float], bool], allowed: str) -> None:
+            value = getattr(self, field)
+            if not is_finite_number(value) or not test(float(value)):
+                bad(field, allowed)
+
+        whole("epochs", 0)
+        whole("max_steps", 1, optional=True)
         if self.optimizer not in OPTIMIZERS:
-            _bad("optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
-        if not self.lr > 0:
-            _bad("lr", self.lr, "> 0")
+            bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
+        number("lr", lambda lr: lr > 0, "a number > 0")
+        number("momentum", lambda m: 0 <= m < 1, "a number in [0, 1)")
+        number("weight_decay", lambda decay: decay >= 0, "a number >= 0")
         if isinstance(self.schedule, str) and self.schedule not in SCHEDULES:
-            _bad("schedule", self.schedule, f"one of {', '.join(SCHEDULES)} or a callable")
-
-
-def _bad(field: str, value: object, allowed: str) -> None:
-    raise PrunetuneError(f"The '{field}' parameter of TrainConfig must be {allowed}. Got {value!r} instead.")
+            bad("schedule", f"one of {', '.join(SCHEDULES)} or a callable")
+        if not isinstance(self.schedule, str) and not callable(self.schedule):
+            bad("schedule", f"one of {', '.join(SCHEDULES)} or a callable")
+        whole("batch_size", 1)
+        whole("seed", 0)
+        whole("threads", 1, optional=True)
 
 
 @dataclass(frozen=True)

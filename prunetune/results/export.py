@@ -184,7 +184,7 @@ def _recreate(run: Run, base: nn.Module, plan: Mapping[str, Any], data: Any) -> 
 
     experiment = run.experiment
     section = experiment.objective
-    finetune = TrainConfig(**section.finetune, seed=experiment.seed, threads=None)
+    finetune = TrainConfig(**section.finetune, seed=experiment.seed, batch_size=section.batch_size)
     result = prune_and_finetune(
         base, plan, data, finetune=finetune, batch_size=section.batch_size,
         bn_recalibration_batches=section.bn_recalibration_batches,
@@ -203,7 +203,7 @@ def _finetune(run: Run, model: nn.Module, plan: Mapping[str, Any], data: Any, ep
     experiment = run.experiment
     settings = dict(experiment.objective.finetune)
     settings.update(epochs=epochs, max_steps=None)
-    config = TrainConfig(**settings, seed=experiment.seed, threads=None)
+    config = TrainConfig(**settings, seed=experiment.seed, batch_size=experiment.objective.batch_size)
     config.validate()
     make_masks_permanent(model)
     if "weights" in plan:  # unstructured: hold the zeros with masks while training, fold them after
