@@ -22,7 +22,7 @@ from pymoo.algorithms.soo.nonconvex.de import DE
 from pymoo.indicators.hv import HV
 
 from prunetune.errors import PrunetuneError
-from prunetune.search import ledger
+from prunetune.search.storage import open_storage
 from prunetune.search.ledger import is_interrupted, mark_interrupted
 from prunetune.search.samplers import PymooSampler, _pymoo
 
@@ -316,7 +316,7 @@ def test_parallel_optimize_with_two_threads() -> None:
 def test_a_new_sampler_on_the_same_storage_continues_the_stored_generations(tmp_path: Path) -> None:
     def run(path: Path, plan: list[int]) -> optuna.Study:
         for n_trials in plan:  # each step is a new process' sampler on the same storage
-            storage = ledger._storage(f"sqlite:///{path}")  # WAL, as a run's ledger
+            storage = open_storage(f"sqlite:///{path}")  # WAL, as a run's ledger
             sampler = PymooSampler(NSGA2(pop_size=8), seed=11)
             study = optuna.create_study(
                 directions=["minimize"] * 2, sampler=sampler, storage=storage, study_name="s", load_if_exists=True
@@ -357,7 +357,7 @@ def test_interrupted_trials_are_handed_out_again_not_told_as_failures(
     straight = optuna.create_study(directions=directions, sampler=sampler())
     straight.optimize(objective, n_trials=6 * 4 + 1)  # generations 0-3 told, then (4, 0)
 
-    storage, name = ledger._storage(f"sqlite:///{tmp_path / 'study.db'}"), "s"  # WAL, as a run's ledger
+    storage, name = open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "s"  # WAL, as a run's ledger
     study = optuna.create_study(directions=directions, sampler=sampler(), storage=storage, study_name=name)
     study.optimize(objective, n_trials=6 + 3)  # generation 0, then (1, 0)-(1, 2)
     abandoned = [study.ask(dict(FLOATS4)) for _ in range(2)]  # (1, 3) and (1, 4): running when the driver dies

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 import prunetune.search.samplers._scipy_de as scipy_de_module
 import prunetune.search.scalarize as scalarize_module
 from prunetune.errors import PrunetuneError
-from prunetune.search import ledger
+from prunetune.search.storage import open_storage
 from prunetune.search.ledger import is_interrupted, mark_interrupted
 from prunetune.search.samplers import ScipyDESampler
 from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective, WeightedSum
@@ -432,7 +432,7 @@ def test_interrupted_trials_are_handed_out_again_not_scored_as_failures(tmp_path
     expected = by_slot(reference)
     reference.sampler.close()  # type: ignore[attr-defined]
 
-    url = ledger._storage(f"sqlite:///{tmp_path / 'study.db'}")  # WAL, as a run's ledger
+    url = open_storage(f"sqlite:///{tmp_path / 'study.db'}")  # WAL, as a run's ledger
     first = ScipyDESampler(seed=7, popsize=3, search_space=FLOATS2)
     study = optuna.create_study(storage=url, study_name="de", sampler=first)
     ask_tell(study, FLOATS2, size * 2 + 2)  # generations 0 and 1, then (2, 0) and (2, 1)

@@ -22,7 +22,7 @@ from prunetune.app.experiment import Experiment
 from prunetune.errors import PrunetuneError
 from prunetune.pruners import make_method
 from prunetune.search.goals import Goals
-from prunetune.search.ledger import check_storage_url, storage_url
+from prunetune.search.storage import check_storage_url, storage_url
 from prunetune.search.sampler_choice import SAMPLERS, create_sampler
 from prunetune.search.space import SearchSpace
 from prunetune.user_code import accepted_keywords, load_reference

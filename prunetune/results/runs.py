@@ -33,6 +33,7 @@ from prunetune.search.ledger import (
 from prunetune.search.pareto import hypervolume as pareto_hypervolume
 from prunetune.search.pareto import nondominated_mask
 from prunetune.results.settings import Settings, read_settings
+from prunetune.search.storage import open_readonly
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,11 +131,8 @@ class Run:
         if not self.experiment.storage and not (self.path / "study.db").is_file():
             raise PrunetuneError(f"{self.path} is not a run folder: study.db is missing.")
         url = storage_url(self.path, self.experiment.storage)
-        storage: str | optuna.storages.BaseStorage = url
-        if url.startswith("sqlite:///"):  # read a live run: wait out its writes, create nothing
-            storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True)
         try:
-            self.study: optuna.Study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+            self.study: optuna.Study = open_readonly(url, STUDY_NAME)
         except KeyError:
             raise PrunetuneError(f"{url} holds no study named {STUDY_NAME!r}: {self.path} is not a run folder.") from None
         names = self.study.metric_names or list(self.experiment.objective.objectives)

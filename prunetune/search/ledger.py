@@ -1,8 +1,8 @@
 """The study as the ledger of a run: what every trial was, what it measured, and why it failed.
 
 Everything a resume depends on lives in the study's storage (SQLite in the run folder by default,
-any Optuna storage URL otherwise). This module is the one place that knows the attribute names,
-and the one place that reaches into Optuna's storage.
+any Optuna storage URL otherwise). This module is the one place that knows the attribute names;
+:mod:`prunetune.search.storage` is the one place that reaches into Optuna's storage.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import PrunetuneError
 from prunetune.search.goals import Goals
+from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, storage_url
 
 __all__ = [
     "ATTR_CURVE",
@@ -56,63 +57,13 @@ ATTR_INTERRUPTED = "interrupted"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def storage_url(run_dir: Path, storage: str | None) -> str:
-    """The storage named in the experiment, or SQLite in the run folder."""
-    if storage:
-        return storage
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
-
-
-def check_storage_url(url: str) -> None:
-    """Raise PrunetuneError unless ``url`` is a storage URL whose database driver is installed.
-
-    Only the URL and the driver are checked, not the connection: nothing is created or written.
-    """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    accepted = "an Optuna storage URL such as sqlite:///PATH, postgresql://USER@HOST/DB or mysql://USER@HOST/DB"
-    try:
-        parsed = make_url(url)
-        dialect = parsed.get_dialect()
-    except (ArgumentError, NoSuchModuleError, ValueError) as error:
-        raise PrunetuneError(f"The 'storage' key must be {accepted}. Got {url!r} instead ({error}).") from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as error:
-        raise PrunetuneError(
-            f"The 'storage' key {url!r} needs the database driver {error.name or parsed.drivername!r}, "
-            "which is not installed here: install it, or use sqlite:///PATH."
-        ) from None
-
-
-def _storage(url: str) -> str | optuna.storages.BaseStorage:
-    """SQLite in write-ahead-log mode: a commit survives the driver being killed, without an fsync
-    on every attribute write (which made the ledger the slowest part of a short trial)."""
-    if not url.startswith("sqlite:///"):
-        return url
-    from sqlalchemy import event
-
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-
-    @event.listens_for(storage.engine, "connect")
-    def _pragmas(connection: Any, record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    storage.engine.dispose()  # connections made so far predate the pragmas
-    return storage
-
-
 def open_study(
     storage: str, *, goals: Goals, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner | None = None
 ) -> optuna.Study:
     """Create the run's study, or load it to resume; its objectives must be those of the experiment."""
     try:
         study = optuna.create_study(
-            storage=_storage(storage),
+            storage=open_storage(storage),
             study_name=STUDY_NAME,
             directions=goals.directions,
             sampler=sampler,
@@ -137,7 +88,7 @@ def open_study(
 def generation_of(study: optuna.Study, trial: optuna.trial.Trial) -> int | None:
     """The generation a population sampler gave `trial` (its `<Sampler>:generation` system attribute), if any."""
     key = f"{type(study.sampler).__name__}:generation"
-    generation = study._storage.get_trial_system_attrs(trial._trial_id).get(key)
+    generation = StudyAttrs(study).trial_attrs(trial).get(key)
     return generation if isinstance(generation, int) else None
 
 

@@ -28,9 +28,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.samplers._base import _process_constraints_after_trial
 from optuna.study import Study, StudyDirection
-from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 from pymoo.algorithms.base.genetic import GeneticAlgorithm
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -42,6 +40,7 @@ from pymoo.problems.static import StaticProblem
 
 from prunetune.errors import PrunetuneError
 from prunetune.search.ledger import is_interrupted
+from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs, process_constraints_after_trial
 from prunetune.search.vector import VectorCodec
 
 __all__ = ["PymooSampler"]
@@ -153,14 +152,14 @@ class PymooSampler(BaseSampler):
         if self._search_space is not None:
             return dict(self._search_space)
         with self._lock:
-            return dict(self._stored_space(_Ledger(study, self._prefix)))
+            return dict(self._stored_space(StudyAttrs(study, self._prefix)))
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         self._validate()
         with self._lock:
-            ledger = _Ledger(study, self._prefix)
+            ledger = StudyAttrs(study, self._prefix)
             run = self._run_for(study, ledger)
             if run is None:
                 return {}
@@ -183,7 +182,7 @@ class PymooSampler(BaseSampler):
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         if self._constraints_func is not None:
-            _process_constraints_after_trial(self._constraints_func, study, trial, state)
+            process_constraints_after_trial(self._constraints_func, study, trial, state)
         self._independent().after_trial(study, trial, state, values)
 
     # -- public extras ----------------------------------------------------------------------------
@@ -228,7 +227,7 @@ class PymooSampler(BaseSampler):
                 self._random_sampler = RandomSampler(seed=self._seed)
             return self._random_sampler
 
-    def _stored_space(self, ledger: _Ledger) -> dict[str, BaseDistribution]:
+    def _stored_space(self, ledger: StudyAttrs) -> dict[str, BaseDistribution]:
         """The space stored in the study, else the first finished trial's (then stored)."""
         if self._space_cache is not None and self._space_cache[0] == ledger.identity:
             return self._space_cache[1]
@@ -246,7 +245,7 @@ class PymooSampler(BaseSampler):
         self._space_cache = (ledger.identity, space)
         return space
 
-    def _run_for(self, study: Study, ledger: _Ledger) -> _Run | None:
+    def _run_for(self, study: Study, ledger: StudyAttrs) -> _Run | None:
         space = dict(self._search_space) if self._search_space is not None else self._stored_space(ledger)
         if not space:
             return None
@@ -271,7 +270,7 @@ class PymooSampler(BaseSampler):
         )
         return self._run
 
-    def _study_seed(self, ledger: _Ledger) -> int:
+    def _study_seed(self, ledger: StudyAttrs) -> int:
         stored = ledger.study_attr("seed")
         seed = self._seed if self._seed is not None else stored
         if seed is None:
@@ -307,35 +306,6 @@ class PymooSampler(BaseSampler):
         if self._constraints_func is not None and not callable(self._constraints_func):
             raise _bad_argument("constraints_func", "callable or None", self._constraints_func)
         self._valid = True
-
-
-class _Ledger:
-    """The one place that reads and writes the study's storage for the sampler."""
-
-    def __init__(self, study: Study, prefix: str) -> None:
-        self._study = study
-        self._prefix = prefix
-
-    @property
-    def identity(self) -> tuple[Any, int]:
-        return (self._study._storage, self._study._study_id)
-
-    def key(self, name: str) -> str:
-        return f"{self._prefix}:{name}"
-
-    def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        """Fresh from storage (no per-trial cache): other workers' assignments must be visible."""
-        return self._study._storage.get_all_trials(self._study._study_id, deepcopy=False, states=states)
-
-    def study_attr(self, name: str) -> Any:
-        return self._study._storage.get_study_system_attrs(self._study._study_id).get(self.key(name))
-
-    def set_study_attr(self, name: str, value: Any) -> None:
-        self._study._storage.set_study_system_attr(self._study._study_id, self.key(name), value)
-
-    def set_trial_attrs(self, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
-        for name, value in attrs.items():
-            self._study._storage.set_trial_system_attr(trial._trial_id, self.key(name), value)
 
 
 @dataclass
@@ -380,7 +350,7 @@ class _Run:
         self._snapshots: dict[int, Algorithm] = {}
         self._batches: dict[tuple[int, int], _Batch] = {}
 
-    def vector_for(self, ledger: _Ledger, trial: FrozenTrial) -> np.ndarray:
+    def vector_for(self, ledger: StudyAttrs, trial: FrozenTrial) -> np.ndarray:
         """The trial's individual: the one it already holds, else the next free one (stored)."""
         trials = ledger.trials()
         slots: dict[tuple[int, int], FrozenTrial] = {}
@@ -406,7 +376,7 @@ class _Run:
 
     # -- generations ------------------------------------------------------------------------------
 
-    def _catch_up(self, ledger: _Ledger, slots: Mapping[tuple[int, int], FrozenTrial]) -> None:
+    def _catch_up(self, ledger: StudyAttrs, slots: Mapping[tuple[int, int], FrozenTrial]) -> None:
         """Tell every generation whose trials have all finished, in order (a replay if new)."""
         while True:
             generation = self._closed
@@ -464,7 +434,7 @@ class _Run:
         self._batches[key] = batch
         return batch
 
-    def _check_replay(self, ledger: _Ledger, vectors: np.ndarray, trials: Sequence[FrozenTrial]) -> None:
+    def _check_replay(self, ledger: StudyAttrs, vectors: np.ndarray, trials: Sequence[FrozenTrial]) -> None:
         """Warn once when the stored individuals are not what this algorithm and seed propose."""
         if self._warned:
             return
@@ -476,7 +446,7 @@ class _Run:
                 "this PymooSampler's; it goes on from the stored results, but the search differs from the stored one."
             )
 
-    def _tell(self, ledger: _Ledger, population: Population, trials: Sequence[FrozenTrial], stream: list[int]) -> None:
+    def _tell(self, ledger: StudyAttrs, population: Population, trials: Sequence[FrozenTrial], stream: list[int]) -> None:
         f, g = self._outcomes(trials)
         population.set("X", np.array([self._evaluated_vector(ledger, trial) for trial in trials]))
         self._algorithm.evaluator.eval(StaticProblem(self._problem, F=f, G=g), population)
@@ -499,7 +469,7 @@ class _Run:
         worst = np.max(finite, axis=0) if finite else np.zeros(len(self._signs))
         return np.array([worst if row is None else row for row in rows]), g
 
-    def _evaluated_vector(self, ledger: _Ledger, trial: FrozenTrial) -> np.ndarray:
+    def _evaluated_vector(self, ledger: StudyAttrs, trial: FrozenTrial) -> np.ndarray:
         """What the trial evaluated: its params where they cover the space (fixed or enqueued
         params win over the proposal), else the stored proposal."""
         codec = self.codec
@@ -507,7 +477,7 @@ class _Run:
             return codec.to_vector(trial.params)
         return self._stored_vector(ledger, trial)
 
-    def _stored_vector(self, ledger: _Ledger, trial: FrozenTrial) -> np.ndarray:
+    def _stored_vector(self, ledger: StudyAttrs, trial: FrozenTrial) -> np.ndarray:
         vector = np.asarray(trial.system_attrs[ledger.key("vector")], dtype=float)
         if vector.shape != (self.codec.size,):
             raise PrunetuneError(
@@ -547,7 +517,7 @@ def _reseed(algorithm: Algorithm, entropy: list[int]) -> None:
     algorithm.random_state = np.random.default_rng(entropy)
 
 
-def _slot(ledger: _Ledger, trial: FrozenTrial) -> tuple[int, int] | None:
+def _slot(ledger: StudyAttrs, trial: FrozenTrial) -> tuple[int, int] | None:
     generation = trial.system_attrs.get(ledger.key("generation"))
     index = trial.system_attrs.get(ledger.key("index"))
     if generation is None or index is None:
@@ -555,7 +525,7 @@ def _slot(ledger: _Ledger, trial: FrozenTrial) -> tuple[int, int] | None:
     return int(generation), int(index)
 
 
-def _by_batch(ledger: _Ledger, extras: Sequence[FrozenTrial], size: int) -> dict[int, list[tuple[int, FrozenTrial]]]:
+def _by_batch(ledger: StudyAttrs, extras: Sequence[FrozenTrial], size: int) -> dict[int, list[tuple[int, FrozenTrial]]]:
     groups: dict[int, list[tuple[int, FrozenTrial]]] = {}
     for trial in extras:
         slot = _slot(ledger, trial)
@@ -568,7 +538,7 @@ def _constraint_values(trial: FrozenTrial) -> list[float]:
     """Named constraints (Optuna >= 5) or the list Optuna's samplers store under one key."""
     if isinstance(getattr(type(trial), "constraints", None), property):
         return [float(value) for value in trial.constraints.values()]
-    return [float(value) for value in trial.system_attrs.get(_CONSTRAINTS_KEY) or ()]
+    return [float(value) for value in trial.system_attrs.get(CONSTRAINTS_KEY) or ()]
 
 
 def _violation(values: Sequence[float]) -> float:

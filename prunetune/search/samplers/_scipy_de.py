@@ -33,13 +33,12 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.samplers._base import _process_constraints_after_trial
 from optuna.study import Study, StudyDirection
-from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import PrunetuneError
 from prunetune.search.ledger import is_interrupted
+from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs, process_constraints_after_trial
 from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective
 from prunetune.search.vector import VectorCodec
 
@@ -256,7 +255,7 @@ class ScipyDESampler(BaseSampler):
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         self._independent().after_trial(study, trial, state, values)
         if self._constraints_func is not None:
-            _process_constraints_after_trial(self._constraints_func, study, trial, state)
+            process_constraints_after_trial(self._constraints_func, study, trial, state)
         with self._lock:
             self._outside_in_flight.pop(trial._trial_id, None)
             engine = self._engine
@@ -460,9 +459,9 @@ class ScipyDESampler(BaseSampler):
         failure = float(getattr(scalarization, "failure_value", 2.0 * DEFAULT_PENALTY))
         if trial.state != TrialState.COMPLETE or trial.values is None:
             return failure
-        if self._constraints_func is not None and _CONSTRAINTS_KEY not in trial.system_attrs:
+        if self._constraints_func is not None and CONSTRAINTS_KEY not in trial.system_attrs:
             trial = copy.copy(trial)
-            trial.system_attrs = {**trial.system_attrs, _CONSTRAINTS_KEY: tuple(self._constraints_func(trial))}
+            trial.system_attrs = {**trial.system_attrs, CONSTRAINTS_KEY: tuple(self._constraints_func(trial))}
         score = float(scalarization(trial, study.directions, study.metric_names))
         return score if math.isfinite(score) else failure
 
@@ -761,24 +760,23 @@ def _never_called(x: np.ndarray) -> float:
     raise RuntimeError("ScipyDESampler evaluates candidates as trials, never through scipy's func")
 
 
-# -- the study's storage: the one place that reaches into it -------------------------------------
+# -- the study's storage, through prunetune.search.storage ---------------------------------------
 
 
 def _study_key(study: Study) -> tuple[int, int]:
-    return id(study._storage), study._study_id
+    return StudyAttrs(study).key_of_study
 
 
 def _study_attrs(study: Study) -> dict[str, Any]:
-    return study._storage.get_study_system_attrs(study._study_id)
+    return StudyAttrs(study).study_attrs()
 
 
 def _set_study_attr(study: Study, key: str, value: Any) -> None:
-    study._storage.set_study_system_attr(study._study_id, key, value)
+    StudyAttrs(study).set_study_attr(key, value)
 
 
 def _set_trial_attrs(study: Study, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
-    for key, value in attrs.items():
-        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+    StudyAttrs(study).set_trial_attrs(trial, attrs)
 
 
 def _finished_copy(
@@ -789,7 +787,7 @@ def _finished_copy(
     finished.state = state
     finished.values = None if values is None else list(values)
     if reload_attrs:
-        finished.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
+        finished.system_attrs = StudyAttrs(study).trial_attrs(trial)
     return finished
 
 

@@ -1,0 +1,136 @@
+"""The one place that touches Optuna's storage: opening it, checking its URL, and the study's and
+trials' system attributes that samplers keep their state in.
+
+Optuna keeps system attributes behind the study's private ``_storage``; samplers whose state must
+survive processes (generations, populations) read and write them here, so that a change in
+Optuna's internals is mended in one module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.samplers._base import _process_constraints_after_trial
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from prunetune.errors import PrunetuneError
+
+__all__ = [
+    "CONSTRAINTS_KEY",
+    "StudyAttrs",
+    "check_storage_url",
+    "open_readonly",
+    "open_storage",
+    "process_constraints_after_trial",
+    "storage_url",
+]
+
+#: The trial system attribute where Optuna keeps a trial's constraint values.
+CONSTRAINTS_KEY = _CONSTRAINTS_KEY
+#: Optuna's own step that stores a finished trial's constraints (``constraints_func``).
+process_constraints_after_trial = _process_constraints_after_trial
+
+
+def storage_url(run_dir: Path, storage: str | None) -> str:
+    """The storage named in the experiment, or SQLite in the run folder."""
+    if storage:
+        return storage
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def check_storage_url(url: str) -> None:
+    """Raise PrunetuneError unless ``url`` is a storage URL whose database driver is installed.
+
+    Only the URL and the driver are checked, not the connection: nothing is created or written.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    accepted = "an Optuna storage URL such as sqlite:///PATH, postgresql://USER@HOST/DB or mysql://USER@HOST/DB"
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise PrunetuneError(f"The 'storage' key must be {accepted}. Got {url!r} instead ({error}).") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise PrunetuneError(
+            f"The 'storage' key {url!r} needs the database driver {error.name or parsed.drivername!r}, "
+            "which is not installed here: install it, or use sqlite:///PATH."
+        ) from None
+
+
+def open_storage(url: str) -> str | optuna.storages.BaseStorage:
+    """SQLite in write-ahead-log mode: a commit survives the driver being killed, without an fsync
+    on every attribute write (which made the ledger the slowest part of a short trial)."""
+    if not url.startswith("sqlite:///"):
+        return url
+    from sqlalchemy import event
+
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+
+    @event.listens_for(storage.engine, "connect")
+    def _pragmas(connection: Any, record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    storage.engine.dispose()  # connections made so far predate the pragmas
+    return storage
+
+
+def open_readonly(url: str, study_name: str) -> optuna.Study:
+    """Load study ``study_name`` to read it while a search may still write it; creates nothing."""
+    storage: str | optuna.storages.BaseStorage = url
+    if url.startswith("sqlite:///"):  # read a live run: wait out its writes, create no tables
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True)
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+class StudyAttrs:
+    """A study's system attributes and those of its trials, fresh from storage (no cache: other
+    workers' writes must be visible). ``prefix`` namespaces the keys (``"ScipyDESampler"``)."""
+
+    def __init__(self, study: Study, prefix: str = "") -> None:
+        self._study = study
+        self._prefix = prefix
+
+    @property
+    def identity(self) -> tuple[Any, int]:
+        """The storage object and the study's id: equal for every handle on the same stored study in
+        this process, and holding the storage so that a new one can never be taken for it."""
+        return self._study._storage, self._study._study_id
+
+    @property
+    def key_of_study(self) -> tuple[int, int]:
+        """A hashable key of the stored study (the storage's ``id``) for caches that keep the storage alive."""
+        return id(self._study._storage), self._study._study_id
+
+    def key(self, name: str) -> str:
+        return f"{self._prefix}:{name}" if self._prefix else name
+
+    def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._study._storage.get_all_trials(self._study._study_id, deepcopy=False, states=states)
+
+    def study_attrs(self) -> dict[str, Any]:
+        return self._study._storage.get_study_system_attrs(self._study._study_id)
+
+    def study_attr(self, name: str) -> Any:
+        return self.study_attrs().get(self.key(name))
+
+    def set_study_attr(self, name: str, value: Any) -> None:
+        self._study._storage.set_study_system_attr(self._study._study_id, self.key(name), value)
+
+    def trial_attrs(self, trial: FrozenTrial | optuna.trial.Trial) -> dict[str, Any]:
+        return dict(self._study._storage.get_trial_system_attrs(trial._trial_id))
+
+    def set_trial_attrs(self, trial: FrozenTrial | optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
+        for name, value in attrs.items():
+            self._study._storage.set_trial_system_attr(trial._trial_id, self.key(name), value)
