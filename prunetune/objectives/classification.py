@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from prunetune.objectives.metrics import directions_of
 from prunetune.objectives.options import check_trial_options
 from prunetune.objectives.protocol import Report
 from prunetune.objectives.prune_finetune import prune_and_finetune, size_metrics
@@ -39,26 +39,12 @@ REPORT_ACCURACY = "val_accuracy"
 #: Reported alongside from step 0: pruning fixes it before fine-tuning starts.
 REPORT_COMPRESSION = "compression"
 
-#: Every metric the objective can return and whether a search should raise or lower it.
-DIRECTIONS: Mapping[str, str] = MappingProxyType(
-    {
-        "accuracy": "maximize",  # validation accuracy after fine-tuning: what searches select on
-        "accuracy_pruned": "maximize",  # validation accuracy after pruning and BN recalibration
-        "test_accuracy": "maximize",  # held out for the final report
-        "accuracy_drop": "minimize",  # base minus pruned validation accuracy, percentage points
-        "test_accuracy_drop": "minimize",
-        "compression": "maximize",  # base nonzero parameters / pruned nonzero parameters
-        "params": "minimize",
-        "nonzero_params": "minimize",
-        "macs": "minimize",
-        "macs_reduction": "maximize",
-        "size_bytes": "minimize",
-        "bits": "minimize",
-        "bits_compression": "maximize",
-        "latency_ms": "minimize",  # only with measure_latency=True
-        "seconds": "minimize",
-    }
-)
+#: Every metric the objective can return and whether a search should raise or lower it (see the
+#: catalogue, prunetune.objectives.metrics, for what each means).
+DIRECTIONS: Mapping[str, str] = directions_of((
+    "accuracy", "accuracy_pruned", "test_accuracy", "accuracy_drop", "test_accuracy_drop", "compression", "params",
+    "nonzero_params", "macs", "macs_reduction", "size_bytes", "bits", "bits_compression", "latency_ms", "seconds",
+))
 
 
 @dataclass(frozen=True)

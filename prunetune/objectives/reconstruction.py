@@ -33,6 +33,7 @@ from torch.utils.data import TensorDataset
 
 from prunetune.errors import PrunetuneError
 from prunetune.objectives.classification import REPORT_ACCURACY, REPORT_COMPRESSION
+from prunetune.objectives.metrics import directions_of
 from prunetune.objectives.options import bad_option, check_trial_options, is_int
 from prunetune.objectives.protocol import Report
 from prunetune.objectives.prune_finetune import Task, prune_and_finetune, size_metrics
@@ -66,40 +67,19 @@ ANOMALY_METRICS: tuple[str, ...] = ("roc_auc", "average_precision")
 #: One epoch with Adam at a small rate: autoencoders recover faster with it than with SGD.
 DEFAULT_RECONSTRUCTION_FINETUNE = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, weight_decay=0.0)
 
-_COMMON: dict[str, str] = {
-    "accuracy": "maximize",  # the task's main score on val: what searches select on
-    "accuracy_pruned": "maximize",  # the same right after pruning (and BN recalibration)
-    "test_accuracy": "maximize",
-    "accuracy_drop": "minimize",  # base minus pruned main score on val, percentage points
-    "test_accuracy_drop": "minimize",
-    "performance_drop": "minimize",  # A2E's name for accuracy_drop
-    "test_performance_drop": "minimize",
-    "reconstruction_error": "minimize",  # mean squared error per value on val (normal rows for anomaly)
-    "test_reconstruction_error": "minimize",
-    "complexity_reduction": "maximize",  # 1 - pruned / base nonzero parameters (A2E's "-85.1%" is 0.851)
-    "compression": "maximize",
-    "params": "minimize",
-    "nonzero_params": "minimize",
-    "macs": "minimize",
-    "macs_reduction": "maximize",
-    "size_bytes": "minimize",
-    "bits": "minimize",
-    "bits_compression": "maximize",
-    "latency_ms": "minimize",  # only with measure_latency=True
-    "seconds": "minimize",
-}
-_ANOMALY: dict[str, str] = {
-    "roc_auc": "maximize",
-    "average_precision": "maximize",
-    "test_roc_auc": "maximize",
-    "test_average_precision": "maximize",
-}
+_COMMON = (
+    "accuracy", "accuracy_pruned", "test_accuracy", "accuracy_drop", "test_accuracy_drop", "performance_drop",
+    "test_performance_drop", "reconstruction_error", "test_reconstruction_error", "complexity_reduction",
+    "compression", "params", "nonzero_params", "macs", "macs_reduction", "size_bytes", "bits", "bits_compression",
+    "latency_ms", "seconds",
+)
+_ANOMALY = ("roc_auc", "average_precision", "test_roc_auc", "test_average_precision")
 
 #: Every metric the objective can return, by task.
 RECONSTRUCTION_DIRECTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
-        "anomaly": MappingProxyType({**_COMMON, **_ANOMALY}),
-        "code-classifier": MappingProxyType(dict(_COMMON)),
+        "anomaly": directions_of(_COMMON + _ANOMALY),
+        "code-classifier": directions_of(_COMMON),
     }
 )
 

@@ -8,19 +8,15 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["COLUMNS", "ECHOES", "format_metric", "front_table", "informative"]
+from prunetune.objectives.metrics import format_metric, metric_title
 
+__all__ = ["COLUMNS", "ECHOES", "front_table", "informative"]
+
+#: The metrics a front table shows, in order, where the rows have them; titles and formats come
+#: from the catalogue (prunetune.objectives.metrics).
 COLUMNS = (
-    ("accuracy", "val acc.", "{:.2%}"),
-    ("test_accuracy", "test acc.", "{:.2%}"),
-    ("accuracy_drop", "drop (pp)", "{:.2f}"),
-    ("compression", "compression", "{:.2f}x"),
-    ("bits_compression", "bits compr.", "{:.2f}x"),
-    ("macs_reduction", "MACs reduction", "{:.2f}x"),
-    ("params", "params", "{:,.0f}"),
-    ("nonzero_params", "nonzero", "{:,.0f}"),
-    ("size_bytes", "size (KiB)", "{:,.1f}"),
-    ("latency_ms", "latency (ms)", "{:.3f}"),
+    "accuracy", "test_accuracy", "accuracy_drop", "compression", "bits_compression", "macs_reduction", "params",
+    "nonzero_params", "size_bytes", "latency_ms",
 )
 
 
@@ -46,11 +42,6 @@ def informative(key: str, rows: Iterable[Mapping[str, Any]]) -> bool:
     return False
 
 
-def format_metric(key: str, fmt: str, value: float) -> str:
-    """One cell of a front table: sizes in KiB, the rest by their column's format."""
-    return fmt.format(float(value) / 1024 if key == "size_bytes" else float(value))
-
-
 def front_table(
     rows: Sequence[Mapping[str, Any]],
     *,
@@ -64,23 +55,21 @@ def front_table(
     metrics to show whatever their values (the objectives), outside the usual columns too (a custom
     objective's). A usual column that only repeats another (:data:`ECHOES`) is left out otherwise.
     """
-    known = {column[0] for column in COLUMNS}
     present = [
-        column for column in COLUMNS
-        if any(column[0] in row for row in rows) and (column[0] in extra or informative(column[0], rows))
+        name for name in COLUMNS if any(name in row for row in rows) and (name in extra or informative(name, rows))
     ]
-    present += [(name, name, "{:.4g}") for name in extra if name not in known and any(name in row for row in rows)]
+    present += [name for name in extra if name not in COLUMNS and any(name in row for row in rows)]
     table = Table(title=title)
     table.add_column("trial", justify="right")
-    for _, header, _ in present:
-        table.add_column(header, justify="right")
+    for name in present:
+        table.add_column(metric_title(name), justify="right")
     if marks is not None:
         table.add_column("notes")
     for row in rows:
         cells = [str(row["trial"])]
-        for key, _, fmt in present:
-            value = row.get(key)
-            cells.append("" if value is None else format_metric(key, fmt, value))
+        for name in present:
+            value = row.get(name)
+            cells.append("" if value is None else format_metric(name, value))
         if marks is not None:
             cells.append(marks.get(int(row["trial"]), ""))
         table.add_row(*cells)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
-from prunetune.results.front_table import COLUMNS, format_metric, informative
+from prunetune.objectives.metrics import METRICS, format_metric, metric_title
+from prunetune.results.front_table import COLUMNS, informative
 from prunetune.results.runs import Run
 
 if TYPE_CHECKING:
@@ -40,16 +41,11 @@ __all__ = [
 
 def normalisation_text(objectives: Sequence[tuple[str, str]]) -> str:
     """How each objective enters the hypervolume, e.g. '1 - accuracy, 1 / compression; reference (1, 1)'."""
-    from prunetune.results.runs import ACCURACY_METRICS, DROP_METRICS, RATIO_METRICS
-
     parts = []
     for name, direction in objectives:
-        if name in ACCURACY_METRICS:
-            parts.append(f"1 - {name}")
-        elif name in DROP_METRICS:
-            parts.append(f"{name} / 100")
-        elif name in RATIO_METRICS:
-            parts.append(f"1 / {name}")
+        text = METRICS[name].normalisation_text() if name in METRICS else None
+        if text is not None:
+            parts.append(text)
         else:
             parts.append(f"{name} min-max scaled over the run ({'0 = highest' if direction == 'maximize' else '0 = lowest'})")
     return ", ".join(parts) + f", all minimised; reference ({', '.join('1' for _ in objectives)})"
@@ -333,6 +329,10 @@ def _write_json(summary: RunSummary, path: Path) -> Path:
             for key, label in _answer_labels(summary.queries).items()
         },
         "front": _front_records(summary),
+        "metrics": {  # what each metric of the front means, from the catalogue
+            name: {"title": METRICS[name].title, "direction": METRICS[name].direction, "meaning": METRICS[name].meaning}
+            for name in run.metric_names if name in METRICS
+        },
     }
     return write_text(path, json.dumps(_json_ready(document), indent=2, sort_keys=False) + "\n")
 
@@ -346,8 +346,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 
-def _cell(name: str, fmt: str, value: Any) -> str:
-    return format_metric(name, fmt, value) if _finite(value) else ""
 
 
 def _write_markdown(summary: RunSummary, path: Path) -> Path:
@@ -368,20 +366,28 @@ def _write_markdown(summary: RunSummary, path: Path) -> Path:
     out += _papers_table(summary)
     out += ["## Pareto front", "", "Most compressed first; `pareto.csv` and `pareto.json` hold every metric and each plan.", ""]
     assert summary.front is not None
-    extra = [(name, name, "{:.4g}") for name, _ in run.objectives if name not in {c[0] for c in COLUMNS}]
+    extra = [name for name, _ in run.objectives if name not in COLUMNS]
     records = summary.front.to_dict("records")
     columns = [
-        c for c in (*COLUMNS, *extra)
-        if c[0] in summary.front.columns and summary.front[c[0]].map(_finite).any()
-        and (c[0] in dict(run.objectives) or informative(c[0], records))
+        name for name in (*COLUMNS, *extra)
+        if name in summary.front.columns and summary.front[name].map(_finite).any()
+        and (name in dict(run.objectives) or informative(name, records))
     ]
     marks = summary.marks()
     rows = [
-        [str(number)] + [_cell(name, fmt, row[name]) for name, _, fmt in columns] + [marks.get(int(number), "")]
+        [str(number)] + [format_metric(name, row[name]) for name in columns] + [marks.get(int(number), "")]
         for number, row in summary.front.iterrows()
     ]
-    out += [markdown_table(["trial", *(header for _, header, _ in columns), "notes"], rows), "", "![Pareto front](pareto.png)", ""]
+    out += [markdown_table(["trial", *map(metric_title, columns), "notes"], rows), "", "![Pareto front](pareto.png)", ""]
     return write_text(path, "\n".join(out))
+
+
+#: The pruned rows of the papers' table: their "params" counts nonzero weights, and their
+#: "params reduction" is the compression.
+PAPER_COLUMNS = (
+    "nonzero_params", "compression", "bits_compression", "macs", "macs_reduction", "accuracy", "accuracy_drop",
+    "test_accuracy", "test_accuracy_drop",
+)
 
 
 def _papers_table(summary: RunSummary) -> list[str]:
@@ -400,29 +406,21 @@ def _papers_table(summary: RunSummary) -> list[str]:
         picks.append((f"most compressed on the front (trial {top})", top))
     header = ["model", "params", "params reduction", "bits reduction", "MACs", "MACs reduction", "val acc.", "drop (pp)",
               "test acc.", "test drop (pp)"]
-    rows = [["base", f"{base['params']:,.0f}", "1.00x", "1.00x", _num(base.get("macs"), "{:,.0f}"), "1.00x" if "macs" in base else "",
-             _num(base.get("accuracy"), "{:.2%}"), "", _num(base.get("test_accuracy"), "{:.2%}"), ""]]
+    rows = [["base", format_metric("params", base["params"]), "1.00x", "1.00x", format_metric("macs", base.get("macs")),
+             "1.00x" if "macs" in base else "", format_metric("accuracy", base.get("accuracy")), "",
+             format_metric("test_accuracy", base.get("test_accuracy")), ""]]
     seen = set()
     for label, number in picks:
         if number in seen:
             continue
         seen.add(number)
         row = run.trial(number)
-        rows.append([
-            label, _num(row.get("nonzero_params"), "{:,.0f}"), _num(row.get("compression"), "{:.2f}x"),
-            _num(row.get("bits_compression"), "{:.2f}x"), _num(row.get("macs"), "{:,.0f}"), _num(row.get("macs_reduction"), "{:.2f}x"),
-            _num(row.get("accuracy"), "{:.2%}"), _num(row.get("accuracy_drop"), "{:.2f}"),
-            _num(row.get("test_accuracy"), "{:.2%}"), _num(row.get("test_accuracy_drop"), "{:.2f}"),
-        ])
+        rows.append([label, *(format_metric(name, row.get(name)) for name in PAPER_COLUMNS)])
     bits = informative("bits_compression", [run.trial(number) for number in seen])  # only with quantized layers
     keep = [i for i in range(len(header)) if i == 0 or (any(row[i] for row in rows) and (bits or i != 3))]
     header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
     note = "Parameters count nonzero weights; the base figures are recovered from the trials' ratios and drops."
     return ["## Base against pruned", "", markdown_table(header, rows), "", note, ""]
-
-
-def _num(value: Any, fmt: str) -> str:
-    return fmt.format(float(value)) if _finite(value) else ""
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -467,15 +465,15 @@ def _plot_run(summary: RunSummary, path: Path) -> Path:
                         linestyle="none", label=f"knee (trial {summary.knee})", zorder=4)
         if x in ("compression", "macs_reduction", "bits_compression"):
             ax.set_xscale("log")
-        ax.set_xlabel(x + (" (base / pruned, log scale)" if x == "compression" else ""))
-        ax.set_ylabel(y + (" (validation)" if y == "accuracy" else ""))
+        ax.set_xlabel(metric_title(x) + (" (base / pruned, log scale)" if x == "compression" else ""))
+        ax.set_ylabel(metric_title(y))
     elif single in frame.columns:
         done = frame[frame["state"] == "COMPLETE"]
         ax.plot(done["number"], done[single], "o", alpha=0.3, color="tab:blue", label=f"completed ({len(done)})")
         if summary.front is not None:
             ax.plot(summary.front["number"], summary.front[single], "o", color="tab:red", label="best")
         ax.set_xlabel("trial")
-        ax.set_ylabel(single)
+        ax.set_ylabel(metric_title(single))
     else:
         ax.set_axis_off()
     if summary.message:

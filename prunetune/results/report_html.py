@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
+from prunetune.objectives.metrics import format_metric, metric_title
 from prunetune.results.front_table import informative
 
 if TYPE_CHECKING:
@@ -33,19 +34,10 @@ __all__ = ["write_html"]
 #: ``data-completed-points`` on <body>, which is what a browser test reads.
 COMPLETED_UID = "completed"
 
-#: Metrics shown in the table, in order: (column, header, format).
+#: Metrics shown in the table, in order (titles and formats from the catalogue, prunetune.objectives.metrics).
 TABLE_COLUMNS = (
-    ("accuracy", "Val. acc. (%)", "{:.2f}", 100.0),
-    ("test_accuracy", "Test acc. (%)", "{:.2f}", 100.0),
-    ("accuracy_drop", "Acc. drop (pp)", "{:.2f}", 1.0),
-    ("test_accuracy_drop", "Test drop (pp)", "{:.2f}", 1.0),
-    ("params", "Params", "{:,.0f}", 1.0),
-    ("nonzero_params", "Nonzero params", "{:,.0f}", 1.0),
-    ("compression", "Compression", "{:.2f}x", 1.0),
-    ("bits_compression", "Bits compression", "{:.2f}x", 1.0),
-    ("macs", "MACs", "{:,.0f}", 1.0),
-    ("macs_reduction", "MACs reduction", "{:.2f}x", 1.0),
-    ("latency_ms", "Latency (ms)", "{:.3f}", 1.0),
+    "accuracy", "test_accuracy", "accuracy_drop", "test_accuracy_drop", "params", "nonzero_params", "compression",
+    "bits_compression", "macs", "macs_reduction", "latency_ms",
 )
 
 #: Metrics listed on hover, when a trial has them.
@@ -246,19 +238,18 @@ def _table_section(run: Any, front: pd.DataFrame, knee: int) -> str:
     """The front as the seed papers tabulate it: the base model first, then each member."""
     records, objectives = front.to_dict("records"), dict(run.objectives)
     columns = [
-        c for c in TABLE_COLUMNS
-        if c[0] in front.columns and front[c[0]].map(_finite).any() and (c[0] in objectives or informative(c[0], records))
+        name for name in TABLE_COLUMNS
+        if name in front.columns and front[name].map(_finite).any() and (name in objectives or informative(name, records))
     ]
-    extra = [name for name, _ in run.objectives if name not in {c[0] for c in columns}]
-    columns += [(name, name, "{:.4g}", 1.0) for name in extra if name in front.columns]
+    columns += [name for name, _ in run.objectives if name not in columns and name in front.columns]
     base = _base(run)
     base_values = {**base, "nonzero_params": base.get("params"), "compression": 1.0, "bits_compression": 1.0, "macs_reduction": 1.0}
-    head = "".join(f"<th>{_e(header)}</th>" for _, header, _, _ in columns)
-    base_cells = "".join(f"<td>{_cell(base_values.get(name), fmt, scale)}</td>" for name, _, fmt, scale in columns)
+    head = "".join(f"<th>{_e(metric_title(name))}</th>" for name in columns)
+    base_cells = "".join(f"<td>{_cell(name, base_values.get(name))}</td>" for name in columns)
     rows = [f'<tr class="base"><td class="l">Base model</td>{base_cells}<td></td></tr>']
     for _, row in front.iterrows():
         number = int(row["number"])
-        cells = "".join(f"<td>{_cell(row.get(name), fmt, scale)}</td>" for name, _, fmt, scale in columns)
+        cells = "".join(f"<td>{_cell(name, row.get(name))}</td>" for name in columns)
         rows.append(f'<tr><td class="l">Trial {number}</td>{cells}<td class="l">{"knee" if number == knee else ""}</td></tr>')
     note = ("Base vs pruned, most compressed first. Compression = base / pruned parameters (nonzero weights); "
             "bits compression = base / pruned bits of storage (a quantized layer: its code bits plus its codebook); "
@@ -371,7 +362,7 @@ def _hover(row: pd.Series, x_name: str, y_name: str) -> str:
     lines = [f"<b>trial {int(row['number'])}</b> · {_e(str(row['state']).lower())}"]
     for name in dict.fromkeys([y_name, x_name, *HOVER_METRICS]):
         if name != "number" and name in row.index and _finite(row[name]):
-            lines.append(f"{_e(name)}: {float(row[name]):.4g}")
+            lines.append(f"{_e(metric_title(name))}: {_e(format_metric(name, row[name]))}")
     if row["state"] == "PRUNED" and "val_accuracy" in row.index and _finite(row["val_accuracy"]):
         lines.append(f"val_accuracy when stopped: {float(row['val_accuracy']):.4g}")
     reason = row.get("fail_reason")
@@ -400,8 +391,8 @@ def _plan_lines(section: str, content: Any) -> list[str]:
     return lines
 
 
-def _cell(value: Any, fmt: str, scale: float) -> str:
-    return fmt.format(float(value) * scale) if _finite(value) else "&ndash;"
+def _cell(name: str, value: Any) -> str:
+    return _e(format_metric(name, value)) if _finite(value) else "&ndash;"
 
 
 def _finite(value: Any) -> bool:

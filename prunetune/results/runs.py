@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from prunetune.errors import PrunetuneError
+from prunetune.objectives.metrics import METRICS
 from prunetune.search.ledger import (
     ATTR_CURVE,
     ATTR_FAIL_REASON,
@@ -40,17 +41,11 @@ if TYPE_CHECKING:
 
     from prunetune.zoo.datasets import DataSplits
 
-__all__ = ["ACCURACY_METRICS", "DROP_METRICS", "RATIO_METRICS", "Objectives", "Run", "load_run", "normalise"]
+__all__ = ["Objectives", "Run", "load_run", "normalise"]
 
 #: Objectives as metric names, (name, direction) pairs or {name: direction}; None means the run's own.
 Objectives = Sequence[str] | Sequence[tuple[str, str]] | Mapping[str, str] | None
 
-#: Fractions in [0, 1], maximised: normalised as 1 - value.
-ACCURACY_METRICS = ("accuracy", "test_accuracy", "accuracy_pruned")
-#: Percentage points, minimised: normalised as value / 100.
-DROP_METRICS = ("accuracy_drop", "test_accuracy_drop")
-#: Base / pruned ratios (>= 1 for a model no bigger than the base), maximised: normalised as 1 / value.
-RATIO_METRICS = ("compression", "macs_reduction", "bits_compression")
 
 #: Columns of :attr:`Run.trials` that are not metrics.
 FIXED_COLUMNS = (
@@ -67,17 +62,15 @@ def load_run(path: str | Path) -> Run:
 def normalise(metric: str, values: Any, *, direction: str, bounds: tuple[float, float] | None = None) -> np.ndarray:
     """Map a metric's values to a minimised scale where 1 is "no better than the base model".
 
-    Accuracies -> 1 - a; drops in pp -> d / 100; ratios -> 1 / r. Any other metric is min-max
+    Accuracies -> 1 - a; drops in pp -> d / 100; ratios -> 1 / r (the catalogue's scaled metrics,
+    see :meth:`prunetune.objectives.metrics.Metric.normalised`). Any other metric is min-max
     scaled with ``bounds`` (lowest, highest) to [0, 1], 0 being its best value.
     """
     x = np.asarray(values, dtype=float)
-    if metric in ACCURACY_METRICS:
-        return 1.0 - x
-    if metric in DROP_METRICS:
-        return x / 100.0
-    if metric in RATIO_METRICS:
-        with np.errstate(divide="ignore"):
-            return 1.0 / x
+    known = METRICS.get(metric)
+    scaled_by_base = known.normalised(x) if known is not None else None
+    if scaled_by_base is not None:
+        return scaled_by_base
     low, high = bounds if bounds is not None else (0.0, 1.0)
     span = (high - low) or 1.0
     scaled = (x - low) / span
@@ -263,10 +256,8 @@ class Run:
     def _direction(self, name: str) -> str:
         directions = dict(self.objectives)
         directions.update(self.experiment.objective.directions)
-        if name not in directions:  # the built-in metric names mean the same in every objective
-            from prunetune.objectives.classification import DIRECTIONS
-
-            directions.update({key: value for key, value in DIRECTIONS.items() if key not in directions})
+        if name not in directions and name in METRICS:  # the catalogue's names mean the same in every objective
+            directions[name] = METRICS[name].direction
         if name not in directions:
             raise PrunetuneError(f"The direction of metric {name!r} is not known: pass it as ({name!r}, 'maximize' or 'minimize').")
         return directions[name]
@@ -305,7 +296,7 @@ class Run:
         columns = []
         for name, direction in chosen:
             bounds = None
-            if name not in ACCURACY_METRICS + DROP_METRICS + RATIO_METRICS:
+            if not (name in METRICS and METRICS[name].scaled):
                 values = self.candidates()[name].to_numpy(dtype=float)
                 values = values[np.isfinite(values)]
                 bounds = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
