@@ -38,6 +38,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import PrunetuneError
 from prunetune.search.ledger import is_interrupted
+from prunetune.search.samplers._de_engine import DEEngine, Stored, scipy_limits, unit_rows
+from prunetune.search.samplers._de_options import bad, check_de_options
 from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs, process_constraints_after_trial
 from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective
 from prunetune.search.vector import VectorCodec
@@ -46,30 +48,13 @@ __all__ = ["ScipyDESampler"]
 
 _logger = optuna.logging.get_logger(__name__)
 
-_STRATEGIES = (
-    "best1bin",
-    "best1exp",
-    "best2bin",
-    "best2exp",
-    "currenttobest1bin",
-    "currenttobest1exp",
-    "rand1bin",
-    "rand1exp",
-    "rand2bin",
-    "rand2exp",
-    "randtobest1bin",
-    "randtobest1exp",
-)
-_INITS = ("latinhypercube", "sobol", "halton", "random")
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _READY_TIMEOUT_S = 60.0  # scipy computing the next generation (or replaying stored ones), never a trial
-_JOIN_TIMEOUT_S = 5.0
 _REDRAWS = 16
 _FILL_STREAM = 1  # random stream (after seed and run 0) of the rows that fill up a population with start points
 _DEFAULT_SCALARIZATION = ConstrainedObjective()
 
 Scalarize = Callable[[FrozenTrial, Sequence[StudyDirection], Sequence[str] | None], float]
-_Stored = dict[tuple[int, int], list[tuple[np.ndarray, float]]]  # (generation, index) -> (vector, score)s
 
 
 class ScipyDESampler(BaseSampler):
@@ -196,7 +181,7 @@ class ScipyDESampler(BaseSampler):
         self._independent().reseed_rng()
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        self._validate()
+        check_de_options(self)
         if self._search_space is not None:
             return dict(self._search_space)
         finished = study.get_trials(deepcopy=False, states=_FINISHED)
@@ -209,7 +194,7 @@ class ScipyDESampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        self._validate()
+        check_de_options(self)
         space = dict(sorted(search_space.items()))
         codec = VectorCodec(space)
         if codec.size == 0:
@@ -276,7 +261,7 @@ class ScipyDESampler(BaseSampler):
     @property
     def population_size(self) -> int | None:
         """Trials per generation, once the search space is known (``None`` before, or without DE)."""
-        self._validate()
+        check_de_options(self)
         with self._lock:
             codec = self._codec
         if codec is None and self._search_space is not None:
@@ -319,7 +304,7 @@ class ScipyDESampler(BaseSampler):
     # -- the DE run -----------------------------------------------------------------------------
 
     def _reset_runtime(self) -> None:
-        self._engine: _Engine | None = None
+        self._engine: DEEngine | None = None
         self._engine_key: tuple[Any, ...] | None = None
         self._codec: VectorCodec | None = None
         self._finalizer: weakref.finalize | None = None
@@ -330,14 +315,14 @@ class ScipyDESampler(BaseSampler):
         """The random sampler for parameters outside the DE space, made once the arguments are checked."""
         with self._lock:
             if self._random_sampler is None:
-                self._validate()
+                check_de_options(self)
                 self._random_sampler = RandomSampler(seed=self._seed)
             return self._random_sampler
 
     def _key(self, name: str) -> str:
         return f"{type(self).__name__}:{name}"
 
-    def _engine_for(self, study: Study, space: dict[str, BaseDistribution], codec: VectorCodec) -> _Engine:
+    def _engine_for(self, study: Study, space: dict[str, BaseDistribution], codec: VectorCodec) -> DEEngine:
         """The running DE for this study and space; a new one (replaying storage) if there is none."""
         key = (*_study_key(study), tuple((name, distribution_to_json(d)) for name, d in space.items()))
         with self._lock:
@@ -349,7 +334,7 @@ class ScipyDESampler(BaseSampler):
             seed = self._run_seed(study)
             points = self._load_start_points(study, codec)
             starts = None if points is None else np.array([codec.to_vector(point) for point in points])
-            engine = _Engine(
+            engine = DEEngine(
                 bounds=list(zip(codec.lower.tolist(), codec.upper.tolist(), strict=True)),
                 integrality=codec.integrality if codec.integrality.any() else None,
                 seed=seed,
@@ -425,10 +410,10 @@ class ScipyDESampler(BaseSampler):
             return np.vstack([starts, init[len(starts):]])
         count = max(self._base_size(codec) - len(starts), 0)
         rng = np.random.default_rng([seed, 0, _FILL_STREAM])
-        low, high = _scipy_limits(codec)
-        return np.vstack([starts, low + _unit_rows(init, count, codec.size, rng) * (high - low)])
+        low, high = scipy_limits(codec)
+        return np.vstack([starts, low + unit_rows(init, count, codec.size, rng) * (high - low)])
 
-    def _stored_members(self, study: Study, codec: VectorCodec) -> _Stored:
+    def _stored_members(self, study: Study, codec: VectorCodec) -> Stored:
         """What storage says about each (generation, index): candidate vectors and their scores.
 
         A trial whose score scipy took (``result``) comes first; a trial that finished without one
@@ -465,7 +450,7 @@ class ScipyDESampler(BaseSampler):
         score = float(scalarization(trial, study.directions, study.metric_names))
         return score if math.isfinite(score) else failure
 
-    def _collect_missed(self, study: Study, engine: _Engine) -> bool:
+    def _collect_missed(self, study: Study, engine: DEEngine) -> bool:
         """Score finished trials of the open generation that never passed through after_trial.
 
         Optuna's heartbeat fails stale trials without calling the sampler, and another process
@@ -493,7 +478,7 @@ class ScipyDESampler(BaseSampler):
         trial: FrozenTrial,
         space: dict[str, BaseDistribution],
         codec: VectorCodec,
-        engine: _Engine,
+        engine: DEEngine,
     ) -> dict[str, Any]:
         """A random point for a trial that asks while the open generation has nothing left to hand out."""
         with self._lock:
@@ -510,42 +495,12 @@ class ScipyDESampler(BaseSampler):
 
     # -- validation, where work starts ----------------------------------------------------------
 
-    def _validate(self) -> None:
-        name = type(self).__name__
-        if self._search_space is not None and not (
-            isinstance(self._search_space, Mapping)
-            and all(isinstance(d, BaseDistribution) for d in self._search_space.values())
-        ):
-            _bad(name, "search_space", "a mapping of parameter names to Optuna distributions", self._search_space)
-        if self._seed is not None and (not _is_int(self._seed) or self._seed < 0):
-            _bad(name, "seed", "an int >= 0 or None", self._seed)
-        if not _is_int(self._popsize) or self._popsize < 1:
-            _bad(name, "popsize", "an int >= 1", self._popsize)
-        if not _valid_mutation(self._mutation):
-            _bad(name, "mutation", "a number in [0, 2) or a (min, max) pair in [0, 2)", self._mutation)
-        if not _is_number(self._recombination) or not 0 <= self._recombination <= 1:
-            _bad(name, "recombination", "a number in [0, 1]", self._recombination)
-        if not (callable(self._strategy) or self._strategy in _STRATEGIES):
-            _bad(name, "strategy", f"one of {', '.join(_STRATEGIES)} or a callable", self._strategy)
-        if isinstance(self._init, str) and self._init not in _INITS:
-            _bad(name, "init", f"one of {', '.join(_INITS)} or an array of vectors", self._init)
-        if not _is_int(self._maxiter) or self._maxiter < 1:
-            _bad(name, "maxiter", "an int >= 1", self._maxiter)
-        if not _is_number(self._tol) or self._tol < 0:
-            _bad(name, "tol", "a number >= 0", self._tol)
-        if self._scalarization is not None and not callable(self._scalarization):
-            _bad(name, "scalarization", "a callable (trial, directions, metric_names) -> float", self._scalarization)
-        if self._constraints_func is not None and not callable(self._constraints_func):
-            _bad(name, "constraints_func", "a callable trial -> sequence of floats", self._constraints_func)
-        if self._start_points is not None and not all(isinstance(point, Mapping) for point in self._start_points):
-            _bad(name, "start_points", "a sequence of parameter dicts", self._start_points)
-
     def _checked_init(self, codec: VectorCodec) -> str | np.ndarray:
         if isinstance(self._init, str):
             return self._init
         init = np.asarray(self._init, dtype=float)
         if init.ndim != 2 or init.shape[1] != codec.size or init.shape[0] < 5:
-            _bad(
+            bad(
                 type(self).__name__,
                 "init",
                 f"an array of shape (S >= 5, {codec.size}) for this search space",
@@ -553,211 +508,6 @@ class ScipyDESampler(BaseSampler):
                 shown=f"an array of shape {init.shape}",
             )
         return init
-
-
-class _Stopped(Exception):
-    """Raised inside scipy's loop to end the DE thread."""
-
-
-class _Generation:
-    """One published population: its candidates, which are handed out, and their scores."""
-
-    def __init__(self, number: int, run: int, vectors: np.ndarray) -> None:
-        self.number = number
-        self.run = run
-        self.vectors = vectors
-        self.holders: list[int | None] = [None] * len(vectors)  # the trial (id) each candidate went to
-        self.scores: list[float | None] = [None] * len(vectors)
-
-    @property
-    def complete(self) -> bool:
-        return all(score is not None for score in self.scores)
-
-    def open_index(self) -> int | None:
-        for index, (holder, score) in enumerate(zip(self.holders, self.scores, strict=True)):
-            if holder is None and score is None:
-                return index
-        return None
-
-
-class _Engine:
-    """scipy's DE in a daemon thread, one generation open at a time; it holds no sampler reference."""
-
-    def __init__(
-        self,
-        *,
-        bounds: list[tuple[float, float]],
-        integrality: np.ndarray | None,
-        seed: int,
-        options: dict[str, Any],
-        replay: _Stored,
-        name: str,
-        first_init: np.ndarray | None = None,
-    ) -> None:
-        self._bounds = bounds
-        self._first_init = first_init  # the first run's initial population, start points first
-        self._integrality = integrality
-        self._seed = seed
-        self._options = options
-        self._replay = replay
-        self._cond = threading.Condition()
-        self._generation: _Generation | None = None
-        self._busy = True  # scipy is computing; the next generation is not published yet
-        self._run = 0
-        self._next_number = 0
-        self._error: BaseException | None = None
-        self.stopping = False
-        self.replayed = 0
-        self._announced = False
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self.stopping = True
-            self._cond.notify_all()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(_JOIN_TIMEOUT_S)
-
-    def take(self, timeout: float, holder: int) -> tuple[int, int, int, np.ndarray] | None:
-        """Hand out the next open candidate to trial ``holder``: (generation, run, index, vector), or
-        None if none is open."""
-        with self._cond:
-            ready = self._cond.wait_for(lambda: not self._busy, timeout)
-            if self._error is not None:
-                raise RuntimeError("scipy's differential evolution stopped with an error") from self._error
-            generation = self._generation
-            if not ready:
-                _logger.warning("Differential evolution is still computing its next generation; sampling at random.")
-            if not ready or generation is None or self.stopping:
-                return None
-            index = generation.open_index()
-            if index is None:
-                return None
-            generation.holders[index] = holder
-            return generation.number, generation.run, index, generation.vectors[index].copy()
-
-    def release(self, generation_number: int, index: int, holder: int) -> None:
-        """Put a candidate back that went to trial ``holder`` (which could not record it, or was
-        interrupted); nothing changes if the candidate is no longer that trial's."""
-        with self._cond:
-            generation = self._generation
-            if (
-                generation is not None
-                and generation.number == generation_number
-                and 0 <= index < len(generation.holders)
-                and generation.holders[index] == holder
-                and generation.scores[index] is None
-            ):
-                generation.holders[index] = None
-
-    def deliver(self, generation_number: int, index: int, vector: np.ndarray, score: float) -> bool:
-        """Give a candidate its score; False if scipy no longer waits for it (then nothing changes)."""
-        with self._cond:
-            generation = self._generation
-            if (
-                generation is None
-                or generation.number != generation_number
-                or not 0 <= index < len(generation.scores)
-                or generation.scores[index] is not None
-                or not _same_vector(generation.vectors[index], vector)
-            ):
-                return False
-            generation.scores[index] = score
-            if generation.complete:
-                self._busy = True
-                self._cond.notify_all()
-            return True
-
-    def open_generation(self) -> int | None:
-        """The number of the generation waiting for scores, if any."""
-        with self._cond:
-            generation = self._generation
-            return None if generation is None or generation.complete else generation.number
-
-    def in_flight(self) -> list[np.ndarray]:
-        """Candidates handed out whose scores are still missing."""
-        with self._cond:
-            generation = self._generation
-            if generation is None:
-                return []
-            return [
-                vector
-                for vector, holder, score in zip(generation.vectors, generation.holders, generation.scores, strict=True)
-                if holder is not None and score is None
-            ]
-
-    def _main(self) -> None:
-        from scipy.optimize import differential_evolution
-
-        try:
-            while True:
-                options = dict(self._options)
-                if self._run == 0 and self._first_init is not None:
-                    options["init"] = self._first_init
-                differential_evolution(
-                    _never_called,
-                    self._bounds,
-                    rng=np.random.default_rng([self._seed, self._run]),
-                    workers=self._evaluate,
-                    updating="deferred",
-                    polish=False,
-                    integrality=self._integrality,
-                    **options,
-                )
-                with self._cond:
-                    self._run += 1
-        except _Stopped:
-            pass
-        except Exception as error:  # noqa: BLE001 -- re-raised to the next trial that asks
-            with self._cond:
-                self._error = error
-        finally:
-            with self._cond:
-                self._generation = None
-                self._busy = False
-                self._cond.notify_all()
-
-    def _evaluate(self, func: Callable[..., float], population: Sequence[np.ndarray]) -> list[float]:
-        """scipy's map-callable: publish the generation, wait until every candidate has a score."""
-        vectors = np.array(population, dtype=float)
-        with self._cond:
-            if self.stopping:
-                raise _Stopped
-            generation = _Generation(self._next_number, self._run, vectors)
-            self._next_number += 1
-            self._answer_from_storage(generation)
-            if not generation.complete:
-                if self.replayed and not self._announced:
-                    self._announced = True
-                    _logger.info(
-                        f"Differential evolution resumed: generations 0-{generation.number - 1} answered from "
-                        f"storage, generation {generation.number} is open."
-                    )
-                self._generation = generation
-                self._busy = False
-                self._cond.notify_all()
-                self._cond.wait_for(lambda: generation.complete or self.stopping)
-                if self.stopping:
-                    raise _Stopped
-                self._generation = None
-            else:
-                self.replayed += 1
-            self._busy = True
-            return [float(score) for score in generation.scores]  # type: ignore[arg-type]
-
-    def _answer_from_storage(self, generation: _Generation) -> None:
-        for index, vector in enumerate(generation.vectors):
-            for stored, score in self._replay.pop((generation.number, index), ()):
-                if _same_vector(stored, vector):
-                    generation.scores[index] = score
-                    break
-
-
-def _never_called(x: np.ndarray) -> float:
-    raise RuntimeError("ScipyDESampler evaluates candidates as trials, never through scipy's func")
 
 
 # -- the study's storage, through prunetune.search.storage ---------------------------------------
@@ -818,53 +568,7 @@ def _start_problem(codec: VectorCodec, point: Mapping[str, Any]) -> str | None:
     return f"has {', '.join(outside)} outside the search space" if outside else None
 
 
-def _scipy_limits(codec: VectorCodec) -> tuple[np.ndarray, np.ndarray]:
-    """The box scipy samples in: integer coordinates reach half a step past each bound, as scipy sets it."""
-    low, high = codec.lower.copy(), codec.upper.copy()
-    whole = codec.integrality
-    low[whole] = np.nextafter(np.ceil(low[whole]) - 0.5, np.inf)
-    high[whole] = np.nextafter(np.floor(high[whole]) + 0.5, -np.inf)
-    return low, high
-
-
-def _unit_rows(init: str, count: int, dims: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` rows in the unit cube, drawn the way ``init`` names (scipy's own initialisations)."""
-    from scipy.stats import qmc
-
-    if count == 0:
-        return np.empty((0, dims))
-    if init == "random":
-        return rng.uniform(size=(count, dims))
-    if init == "sobol":  # balanced only in powers of two: draw one, keep the first rows
-        return qmc.Sobol(d=dims, rng=rng).random_base2(math.ceil(math.log2(count)))[:count]
-    engine = qmc.Halton(d=dims, rng=rng) if init == "halton" else qmc.LatinHypercube(d=dims, rng=rng)
-    return engine.random(count)
-
-
-def _same_vector(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=1e-12))
-
-
 def _canonical(codec: VectorCodec, params: Mapping[str, Any]) -> tuple[float, ...]:
     return tuple(codec.to_vector(params).tolist())
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    return numeric and math.isfinite(value)
-
-
-def _valid_mutation(mutation: Any) -> bool:
-    if _is_number(mutation):
-        return 0 <= mutation < 2
-    if isinstance(mutation, (tuple, list)) and len(mutation) == 2 and all(_is_number(m) for m in mutation):
-        return all(0 <= m < 2 for m in mutation)
-    return False
-
-
-def _bad(owner: str, name: str, expected: str, got: Any, *, shown: str | None = None) -> None:
-    raise PrunetuneError(f"The {name!r} parameter of {owner} must be {expected}. Got {shown or repr(got)} instead.")
