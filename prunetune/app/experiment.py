@@ -8,7 +8,6 @@ one message naming the key and what it allows.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.objectives.training import TrainConfig
 from prunetune.search.goals import parse_constraint
 from prunetune.search.sampler_choice import SAMPLERS
@@ -190,7 +189,7 @@ def _check(path: str, value: Any, hint: Any) -> Any:
             raise PrunetuneError(f"The '{path}' key must be a whole number. Got {value!r} instead.")
         return value
     if "float" in text:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise PrunetuneError(f"The '{path}' key must be a number. Got {value!r} instead.")
         return float(value)
     if "str" in text:

@@ -23,13 +23,11 @@ keep models and data as plain attributes, with no open files, threads or lambdas
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.pruners import Plan
 from prunetune.user_code import accepted_keywords, load_reference
 
@@ -115,7 +113,7 @@ def check_metrics(
                 f"The objective returned the unknown metric {name!r}; its directions name "
                 f"{', '.join(sorted(directions))}."
             )
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        if not is_finite_number(value):
             raise PrunetuneError(f"The metric {name!r} must be a finite number. Got {value!r} instead.")
         checked[name] = float(value)
     missing = [name for name in required if name not in checked]

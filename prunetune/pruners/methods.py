@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import copy
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -17,7 +16,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.pruners.criteria import CRITERIA, get_criterion
 from prunetune.pruners.structured import (
     LossFn,
@@ -172,7 +171,7 @@ def _check_max_ratio(value: Any, owner: str) -> float:
 
 def _check_step(value: Any, owner: str) -> None:
     if value is not None and (
-        isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0
+        not is_finite_number(value) or value <= 0
     ):
         raise PrunetuneError(f"The 'step' parameter of {owner} must be a number > 0 or null. Got {value!r} instead.")
 
@@ -398,7 +397,7 @@ class WeightPruning(PruningMethod):
         if self.mode == "ratio":
             return _check_max_ratio(self.max_ratio, "WeightPruning")
         high = self.max_sensitivity
-        if isinstance(high, bool) or not isinstance(high, Real) or not math.isfinite(high) or high < 0:
+        if not is_finite_number(high) or high < 0:
             raise PrunetuneError(
                 "The 'max_sensitivity' parameter of WeightPruning must be a finite number >= 0. "
                 f"Got {high!r} instead."
@@ -511,7 +510,7 @@ class WeightPruning(PruningMethod):
         for layer, value in values.items():
             if key == "ratios":
                 check_ratio(value, layer, what="layer")
-            elif isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+            elif not is_finite_number(value) or value < 0:
                 raise PrunetuneError(
                     f"The sensitivity of layer {layer!r} must be a finite number >= 0. Got {value!r} instead."
                 )

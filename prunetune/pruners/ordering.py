@@ -17,14 +17,13 @@ time, no training). The fine-tune between units and the budget check are the sta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
 from torch import nn
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.pruners.calls import ExampleInputs
 from prunetune.pruners.criteria import CRITERIA, get_criterion
 from prunetune.pruners.methods import (
@@ -242,7 +241,7 @@ class OrderedPruning(PruningMethod):
             raise PrunetuneError(
                 f"The 'criterion' parameter of OrderedPruning must be one of {', '.join(CRITERIA)}. Got {self.criterion!r} instead."
             )
-        if isinstance(self.budget, bool) or not isinstance(self.budget, Real) or not math.isfinite(self.budget) or self.budget < 0:
+        if not is_finite_number(self.budget) or self.budget < 0:
             raise PrunetuneError(
                 f"The 'budget' parameter of OrderedPruning must be a finite number >= 0 (percentage points). Got {self.budget!r} instead."
             )
@@ -282,6 +281,6 @@ def prune_in_order(
 
 
 def _check_number(value: Any, key: str, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+    if not is_finite_number(value) or value < 0:
         raise PrunetuneError(f"The {key!r} of the 'order' section must be {allowed}. Got {value!r} instead.")
     return float(value)

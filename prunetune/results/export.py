@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.files import replacing
 from prunetune.results.runs import Run, load_run
 from prunetune.search.weights import load_kept_weights, weights_path
@@ -156,7 +156,7 @@ def export_trial(
             metrics[drop] = 100.0 * (base_figures[name] - metrics[name])
     inputs = next(iter(val_loader))[0][:8].cpu()
     scripted = _torchscript(model.cpu(), inputs)
-    ledger = {key: float(row[key]) for key in COMPARED + ("accuracy_drop", "test_accuracy_drop") if key in row.index and _finite(row[key])}
+    ledger = {key: float(row[key]) for key in COMPARED + ("accuracy_drop", "test_accuracy_drop") if key in row.index and is_finite_number(row[key])}
     script_file = torchscript_path(output)
     with replacing(script_file) as temporary:  # the TorchScript file lands only once the checkpoint did
         torch.jit.save(scripted, str(temporary))
@@ -239,8 +239,3 @@ def _torchscript(model: nn.Module, inputs: torch.Tensor) -> torch.jit.ScriptModu
     return scripted
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

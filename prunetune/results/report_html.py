@@ -14,12 +14,11 @@ for the base row of the table when the run offers it).
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.files import write_text
 from prunetune.objectives.metrics import format_metric, metric_title
 from prunetune.results.front_table import informative
@@ -140,7 +139,7 @@ def _scatter(go: Any, frame: pd.DataFrame, front: pd.DataFrame, knee: int, x_nam
     pruned = frame[frame["state"] == "PRUNED"]
     pruned_y = _values(pruned, y_name)
     if y_name == "accuracy" and "val_accuracy" in pruned.columns:  # where early stopping cut it
-        pruned_y = [y if _finite(y) else v for y, v in zip(pruned_y, _values(pruned, "val_accuracy"))]
+        pruned_y = [y if is_finite_number(y) else v for y, v in zip(pruned_y, _values(pruned, "val_accuracy"))]
     failed = frame[(frame["state"] == "FAIL") & ~_interrupted(frame)]
     for what, rows, ys, symbol, color in (
         ("pruned", pruned, pruned_y, "triangle-down", "rgba(230, 140, 30, 0.75)"),
@@ -149,7 +148,7 @@ def _scatter(go: Any, frame: pd.DataFrame, front: pd.DataFrame, knee: int, x_nam
         if not len(rows):
             continue
         texts = [_hover(row, x_name, y_name) for _, row in rows.iterrows()]
-        shown = [(x, y, text) for x, y, text in zip(_values(rows, x_name), ys, texts) if _finite(x) and _finite(y)]
+        shown = [(x, y, text) for x, y, text in zip(_values(rows, x_name), ys, texts) if is_finite_number(x) and is_finite_number(y)]
         unplaced = len(rows) - len(shown)
         figure.add_trace(go.Scatter(
             x=[p[0] for p in shown], y=[p[1] for p in shown], hovertext=[p[2] for p in shown], hoverinfo="text",
@@ -206,7 +205,7 @@ def _heatmaps(go: Any, front: pd.DataFrame, knee: int) -> list[tuple[str, Any]]:
             if not isinstance(content, Mapping):
                 continue
             for kind, values in content.items():
-                if isinstance(values, Mapping) and values and all(_finite(v) for v in values.values()):
+                if isinstance(values, Mapping) and values and all(is_finite_number(v) for v in values.values()):
                     for unit, value in values.items():
                         kinds.setdefault(kind, {}).setdefault(f"{section} · {unit}", {})[column] = float(value)
     figures = []
@@ -239,7 +238,7 @@ def _table_section(run: Any, front: pd.DataFrame, knee: int) -> str:
     records, objectives = front.to_dict("records"), dict(run.objectives)
     columns = [
         name for name in TABLE_COLUMNS
-        if name in front.columns and front[name].map(_finite).any() and (name in objectives or informative(name, records))
+        if name in front.columns and front[name].map(is_finite_number).any() and (name in objectives or informative(name, records))
     ]
     columns += [name for name, _ in run.objectives if name not in columns and name in front.columns]
     base = _base(run)
@@ -354,16 +353,16 @@ def _values(frame: pd.DataFrame, name: str) -> list[float | None]:
         return [float(n) for n in frame["number"]]
     if name not in frame.columns:
         return [None] * len(frame)
-    return [float(v) if _finite(v) else None for v in frame[name]]
+    return [float(v) if is_finite_number(v) else None for v in frame[name]]
 
 
 def _hover(row: pd.Series, x_name: str, y_name: str) -> str:
     """A trial's hover text: number and state, its metrics, its plan one section a line."""
     lines = [f"<b>trial {int(row['number'])}</b> · {_e(str(row['state']).lower())}"]
     for name in dict.fromkeys([y_name, x_name, *HOVER_METRICS]):
-        if name != "number" and name in row.index and _finite(row[name]):
+        if name != "number" and name in row.index and is_finite_number(row[name]):
             lines.append(f"{_e(metric_title(name))}: {_e(format_metric(name, row[name]))}")
-    if row["state"] == "PRUNED" and "val_accuracy" in row.index and _finite(row["val_accuracy"]):
+    if row["state"] == "PRUNED" and "val_accuracy" in row.index and is_finite_number(row["val_accuracy"]):
         lines.append(f"val_accuracy when stopped: {float(row['val_accuracy']):.4g}")
     reason = row.get("fail_reason")
     if isinstance(reason, str) and reason.strip():
@@ -382,7 +381,7 @@ def _plan_lines(section: str, content: Any) -> list[str]:
     lines = []
     for key, value in content.items():
         if isinstance(value, Mapping):
-            items = [f"{_e(str(unit))} {float(v):.2f}" if _finite(v) else f"{_e(str(unit))} {_e(str(v))}" for unit, v in value.items()]
+            items = [f"{_e(str(unit))} {float(v):.2f}" if is_finite_number(v) else f"{_e(str(unit))} {_e(str(v))}" for unit, v in value.items()]
             for start in range(0, len(items), 4):
                 prefix = f"{_e(section)} {_e(str(key))}: " if start == 0 else "&nbsp;&nbsp;&nbsp;&nbsp;"
                 lines.append("&nbsp;&nbsp;" + prefix + ", ".join(items[start:start + 4]))
@@ -392,14 +391,9 @@ def _plan_lines(section: str, content: Any) -> list[str]:
 
 
 def _cell(name: str, value: Any) -> str:
-    return _e(format_metric(name, value)) if _finite(value) else "&ndash;"
+    return _e(format_metric(name, value)) if is_finite_number(value) else "&ndash;"
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _name(run: Any) -> str:

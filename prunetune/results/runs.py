@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.objectives.metrics import METRICS
 from prunetune.search.ledger import (
     ATTR_CURVE,
@@ -349,7 +349,7 @@ class Run:
         finished = finished.sort_values(["datetime_complete", "number"], na_position="last", kind="stable")
         rows, kept, volume = [], [], 0.0
         for n, number in enumerate(finished.index, start=1):
-            if number in usable and frame.loc[number, [name for name, _ in chosen]].map(_finite).all():
+            if number in usable and frame.loc[number, [name for name, _ in chosen]].map(is_finite_number).all():
                 kept.append(number)
                 volume = self._hypervolume(frame.loc[kept], chosen, reference)
             rows.append({"trials": n, "number": int(number), "hypervolume": volume})
@@ -413,7 +413,7 @@ class Run:
         chosen = self.resolve(objectives)
         done = self._completed(chosen)
         for name, value in budgets.items():
-            if name not in done.columns or not done[name].map(_finite).any():
+            if name not in done.columns or not done[name].map(is_finite_number).any():
                 raise PrunetuneError(
                     f"No completed trial of {self.path} measured {name!r}"
                     + (" (set objective.measure_latency: true)." if name == "latency_ms" else ".")
@@ -425,15 +425,8 @@ class Run:
         return _sorted(done[mask], chosen)
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _has(row: pd.Series, name: str) -> bool:
-    return name in row.index and _finite(row[name])
+    return name in row.index and is_finite_number(row[name])
 
 
 def _sorted(frame: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.DataFrame:

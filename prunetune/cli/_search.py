@@ -1,0 +1,154 @@
+"""The search commands: `run` (with `--check`), `report` and `export`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prunetune.cli._args import positive_int
+
+__all__ = ["add_export", "add_report", "add_run"]
+
+
+def add_run(commands: argparse._SubParsersAction) -> None:
+    from prunetune.search.sampler_choice import SAMPLERS
+
+    parser = commands.add_parser(
+        "run",
+        help="run (or resume) a pruning search from an experiment file",
+        description=(
+            "Run a pruning search. Without a file: the embedded demo (LeNet-5 on digits, filter pruning, "
+            "NSGA-II, 40 trials on local Ray). Running again on the same run folder resumes it."
+        ),
+    )
+    parser.add_argument("experiment", nargs="?", type=Path, default=None, help="experiment YAML (see examples/)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="run folder (default: runs/NAME)")
+    parser.add_argument("--trials", type=positive_int, default=None, help="trial budget (finished trials)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="trials running at once")
+    parser.add_argument("--sampler", default=None, help=", ".join(SAMPLERS))
+    parser.add_argument("--address", default=None, help="Ray cluster: auto or ray://host:port (default: local Ray)")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run folder)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--executor", choices=("ray", "local"), default=None, help="local: a plain loop without Ray")
+    parser.add_argument(
+        "--keep-weights", choices=("none", "front", "all"), default=None,
+        help="keep trials' fine-tuned weights in RUN/weights/ for `prunetune export` (front: the front's only)",
+    )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="check the experiment and print the search space and what each trial does; run nothing, write nothing",
+    )
+    parser.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from prunetune.app.experiment import load_experiment
+    from prunetune.results.front_table import front_table
+    from prunetune.search.ledger import storage_url
+    from prunetune.app.runner import front_rows, run_experiment
+
+    experiment = load_experiment(args.experiment)
+    overrides = {
+        "search.trials": args.trials,
+        "execution.workers": args.workers,
+        "search.sampler": args.sampler,
+        "execution.address": args.address,
+        "storage": args.storage,
+        "seed": args.seed,
+        "execution.executor": args.executor,
+        "objective.keep_weights": args.keep_weights,
+    }
+    experiment = experiment.replace(**{key: value for key, value in overrides.items() if value is not None})
+    run_dir = args.run_dir or Path("runs") / experiment.name
+    if args.check:
+        from prunetune.app.preflight import check_experiment, describe
+
+        print(describe(check_experiment(experiment, run_dir)))
+        return 0
+    study = run_experiment(experiment, run_dir, echo=print)
+    rows = front_rows(study)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    if rows:
+        console.print(front_table(rows, title=f"Pareto front of {run_dir} ({len(rows)} trials)"))
+    else:
+        console.print(f"No completed trial in {run_dir}: every trial failed or was stopped (see the ledger's fail reasons).")
+    print(f"ledger: {storage_url(run_dir, experiment.storage)}  (optuna-dashboard opens it on localhost)")
+    return 0
+
+
+def add_report(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="the Pareto front of one or more runs: a table here, CSV/JSON/Markdown/PNG in the run folder",
+        description=(
+            "Report a finished, running or interrupted run: the front sorted by compression with the knee and "
+            "query answers marked; pareto.csv, pareto.json, report.md and pareto.png in the run folder. With "
+            "several runs, also fronts.png and hypervolume.csv/.md comparing them (in the first run folder or --output)."
+        ),
+    )
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folder(s)")
+    parser.add_argument("--max-drop", type=float, default=1.0, help="mark the most compressed trial within this accuracy drop, pp (default 1)")
+    parser.add_argument("--min-compression", type=float, default=None, help="mark the most accurate trial at or above this compression")
+    parser.add_argument("--macs", type=float, default=None, help="mark the front within this MACs budget")
+    parser.add_argument("--latency-ms", type=float, default=None, help="mark the front within this latency budget (measured runs)")
+    parser.add_argument("--size-bytes", type=float, default=None, help="mark the front within this model size")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="folder for the files (default: the run folder; with several runs, the comparison)")
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from prunetune.results.report import Queries, report_command
+
+    queries = Queries(
+        max_drop=args.max_drop, min_compression=args.min_compression,
+        macs=args.macs, latency_ms=args.latency_ms, size_bytes=args.size_bytes,
+    )
+    return report_command(args.runs, output=args.output, queries=queries)
+
+
+def add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="write one trial of a run as a pruned checkpoint (with its plan) and TorchScript",
+        description=(
+            "Export a trial of a run: its kept weights (objective.keep_weights) when the run has them, else the "
+            "model re-created from the base checkpoint and the trial's plan. Writes OUT and OUT's .torchscript.pt."
+        ),
+    )
+    parser.add_argument("run", type=Path, help="run folder (RUN/experiment.yaml, RUN/study.db)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, default=None, metavar="N", help="the trial with this number")
+    which.add_argument("--knee", action="store_true", help="the knee of the Pareto front")
+    which.add_argument("--max-drop", type=float, default=None, metavar="D", help="the most compressed trial within D pp of accuracy drop")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="checkpoint to write (.pt); TorchScript goes beside it")
+    parser.add_argument("--finetune-epochs", type=int, default=0, metavar="E", help="fine-tune E more epochs before writing")
+    parser.add_argument("--from-plan", action="store_true", help="re-create from the plan even when kept weights exist")
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from prunetune.results.export import export_trial, select_trial
+    from prunetune.results.runs import load_run
+
+    run = load_run(args.run)
+    number = select_trial(run, trial=args.trial, knee=args.knee, max_drop=args.max_drop)
+    result = export_trial(
+        run, number, args.output, finetune_epochs=args.finetune_epochs, from_plan=args.from_plan, echo=print
+    )
+    extra = f", then {result.finetune_epochs} more epochs" if result.finetune_epochs else ""
+    print(f"trial {result.trial} of {args.run} ({result.source}{extra})")
+    print(f"{'':<16}{'exported':>14}{'ledger':>14}")
+    for name, exported, recorded in result.rows():
+        print(f"{name:<16}{_figure(name, exported):>14}{_figure(name, recorded):>14}")
+    print(f"wrote {result.path} and {result.torchscript}")
+    return 0
+
+
+def _figure(name: str, value: float | None) -> str:
+    """A figure of the export's comparison, formatted as every report formats that metric."""
+    from prunetune.objectives.metrics import format_metric
+
+    return "-" if value is None else format_metric(name, value)

@@ -1,0 +1,178 @@
+"""What a run's report finds: the front, the knee, the hypervolume and the answers to the questions
+people ask of a front, as data (:class:`RunSummary`) and as sentences (:func:`answer_lines`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prunetune.errors import PrunetuneError, is_finite_number
+from prunetune.objectives.metrics import METRICS
+from prunetune.results.runs import Run
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
+
+__all__ = ["Queries", "RunSummary", "answer_labels", "answer_lines", "normalisation_text", "summarise"]
+
+
+def normalisation_text(objectives: Sequence[tuple[str, str]]) -> str:
+    """How each objective enters the hypervolume, e.g. '1 - accuracy, 1 / compression; reference (1, 1)'."""
+    parts = []
+    for name, direction in objectives:
+        text = METRICS[name].normalisation_text() if name in METRICS else None
+        if text is not None:
+            parts.append(text)
+        else:
+            parts.append(f"{name} min-max scaled over the run ({'0 = highest' if direction == 'maximize' else '0 = lowest'})")
+    return ", ".join(parts) + f", all minimised; reference ({', '.join('1' for _ in objectives)})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Queries:
+    """The questions a report answers besides the knee (None leaves one out)."""
+
+    max_drop: float | None = 1.0
+    min_compression: float | None = None
+    macs: float | None = None
+    latency_ms: float | None = None
+    size_bytes: float | None = None
+
+    @property
+    def budgets(self) -> dict[str, float]:
+        return {name: value for name, value in (("macs", self.macs), ("latency_ms", self.latency_ms), ("size_bytes", self.size_bytes)) if value is not None}
+
+
+@dataclass
+class RunSummary:
+    """What one run's report found; ``message`` says why parts are missing (no completed trial...)."""
+
+    run: Run
+    queries: Queries
+    counts: dict[str, int]
+    fail_reasons: list[tuple[str, int]]
+    front: pd.DataFrame | None = None
+    knee: int | None = None
+    hypervolume: float | None = None
+    reference: list[float] = field(default_factory=list)
+    base: dict[str, float] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    message: str | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def marks(self, *, short: bool = False) -> dict[int, str]:
+        """Notes per trial number: knee and query answers, for the tables (short: for a terminal)."""
+        marks: dict[int, list[str]] = {}
+        if self.knee is not None:
+            marks.setdefault(self.knee, []).append("knee")
+        for key, label in answer_labels(self.queries, short=short).items():
+            answer = self.answers.get(key)
+            for number in answer if isinstance(answer, list) else [answer]:
+                if number is not None:
+                    marks.setdefault(int(number), []).append(label)
+        return {number: ", ".join(labels) for number, labels in marks.items()}
+
+
+def answer_labels(queries: Queries, *, short: bool = False) -> dict[str, str]:
+    labels = {}
+    if queries.max_drop is not None:
+        labels["most_compressed"] = f"max-drop {queries.max_drop:g}" if short else f"most compressed, drop <= {queries.max_drop:g} pp"
+    if queries.min_compression is not None:
+        labels["most_accurate"] = f"min-compr. {queries.min_compression:g}" if short else f"most accurate at >= {queries.min_compression:g}x"
+    if queries.budgets:
+        labels["within"] = "budget" if short else "within " + ", ".join(f"{name} <= {value:g}" for name, value in queries.budgets.items())
+    return labels
+
+
+def summarise(run: Run, queries: Queries = Queries()) -> RunSummary:
+    """Front, knee, hypervolume and query answers of ``run``; never raises for an empty run."""
+    summary = RunSummary(run=run, queries=queries, counts=run.counts(), fail_reasons=run.fail_reasons())
+    if run.candidates().empty:
+        summary.message = _nothing_message(run, summary)
+        return summary
+    summary.front = run.front()
+    summary.knee = int(run.knee()["number"])
+    summary.reference = run.reference()
+    summary.hypervolume = run.hypervolume()
+    summary.base = run.base()
+    metrics = set(run.metric_names)
+    if queries.max_drop is not None:
+        if {"accuracy_drop", "compression"} <= metrics:
+            row = run.most_compressed(max_drop=queries.max_drop)
+            summary.answers["most_compressed"] = None if row is None else int(row["number"])
+        else:
+            summary.notes.append("--max-drop needs the metrics accuracy_drop and compression, which this run lacks.")
+    if queries.min_compression is not None:
+        if {"accuracy", "compression"} <= metrics:
+            row = run.most_accurate(min_compression=queries.min_compression)
+            summary.answers["most_accurate"] = None if row is None else int(row["number"])
+        else:
+            summary.notes.append("--min-compression needs the metrics accuracy and compression, which this run lacks.")
+    if queries.budgets:
+        try:
+            summary.answers["within"] = [int(n) for n in run.within(**queries.budgets)["number"]]
+        except PrunetuneError as error:
+            summary.notes.append(str(error))
+    return summary
+
+
+def _nothing_message(run: Run, summary: RunSummary) -> str:
+    counts = summary.counts
+    if counts["complete"]:
+        what = f"none of its {counts['complete']} completed trials meets the constraints ({', '.join(run.constraints)})"
+    elif counts["total"] == 0:
+        what = "no trial has run yet"
+    else:
+        parts = [f"{counts[key]} {key}" for key in ("failed", "pruned", "interrupted", "running") if counts[key]]
+        what = "no trial completed (" + ", ".join(parts) + ")"
+    reason = f"; most common failure: {summary.fail_reasons[0][0]} ({summary.fail_reasons[0][1]}x)" if summary.fail_reasons else ""
+    return f"No front for {run.path}: {what}{reason}."
+
+
+def answer_lines(summary: RunSummary) -> list[str]:
+    """The knee, hypervolume and query answers as sentences."""
+    if summary.message:
+        return [summary.message]
+    run, lines = summary.run, []
+    lines.append(f"knee: trial {summary.knee} ({_describe(run, summary.knee)})")
+    lines.append(f"hypervolume: {summary.hypervolume:.4f} ({normalisation_text(run.objectives)})")
+    queries = summary.queries
+    for key, label in answer_labels(queries).items():
+        if key not in summary.answers:
+            continue
+        answer = summary.answers[key]
+        if key == "within":
+            text = ", ".join(f"trial {n}" for n in answer) if answer else "no completed trial fits"
+        else:
+            text = f"trial {answer} ({_describe(run, answer)})" if answer is not None else _closest(run, key)
+        lines.append(f"{label}: {text}")
+    lines.extend(summary.notes)
+    return lines
+
+
+def _closest(run: Run, key: str) -> str:
+    """Why a query found nothing: the best the run got on that measure."""
+    done = run.candidates()
+    if key == "most_compressed":
+        name, order = "accuracy_drop", done.sort_values(["accuracy_drop", "compression"], ascending=[True, False], kind="stable")
+    else:
+        name, order = "compression", done.sort_values(["compression", "accuracy"], ascending=[False, False], kind="stable")
+    number = int(order.index[0])
+    unit = " pp" if name == "accuracy_drop" else "x"
+    word = "smallest drop" if key == "most_compressed" else "highest compression"
+    return f"no completed trial qualifies ({word}: {done.loc[number, name]:.2f}{unit}, trial {number})"
+
+
+def _describe(run: Run, number: int) -> str:
+    row = run.trial(number)
+    parts = []
+    for name, fmt in (("accuracy", "accuracy {:.2%}"), ("accuracy_drop", "drop {:.2f} pp"), ("compression", "compression {:.2f}x"), ("macs_reduction", "MACs {:.2f}x")):
+        if name in row.index and is_finite_number(row[name]):
+            parts.append(fmt.format(float(row[name])))
+    if not parts:
+        parts = [f"{name} {float(row[name]):.4g}" for name, _ in run.objectives if is_finite_number(row[name])]
+    return ", ".join(parts)
