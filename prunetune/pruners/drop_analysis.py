@@ -37,19 +37,13 @@ A unit can be dropped by exactly one of three rules, tried in registration order
     before the centre for an even kernel). When the consumer has no bias, the constant term shifts
     the running mean of the batch norm that follows it, or is left out if there is none.
 
-Everything else cannot be dropped, and :func:`drop_units` says why, naming the unit: an output
+Everything else cannot be dropped, and :func:`~prunetune.pruners.drop.drop_units` says why, naming the unit: an output
 layer (its outputs reach the model output through no other conv or linear layer), a layer whose
 shape changes into a pooling, a flatten or a residual sum, a downsampling block, a layer inside a
 block, a layer called more than once.
 
-Dropping several units applies them one at a time in registration order, finding the units again
-after each drop, so adjacent layers of a chain can go together. A drop set can fail as a whole
-even when each of its units could go alone (a reconnect whose consumer is also dropped and whose
-new consumer lies behind a pooling); :func:`drop_units` then raises before changing anything.
-
-Dropped modules become ``nn.Identity`` at the same path, so module paths of the units that remain
-do not move, and re-applying a plan to a freshly built model gives the same structure, into which
-the dropped model's state dict loads.
+How a drop set is carried out (one unit at a time, all or nothing) is told in
+:mod:`prunetune.pruners.drop`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from pymoo.algorithms.base.genetic import GeneticAlgorithm
@@ -40,7 +40,8 @@ from pymoo.problems.static import StaticProblem
 
 from prunetune.errors import PrunetuneError
 from prunetune.search.ledger import is_interrupted
-from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs, process_constraints_after_trial
+from prunetune.search.samplers._fallback import IndependentFallback
+from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs
 from prunetune.search.vector import VectorCodec
 
 __all__ = ["PymooSampler"]
@@ -55,7 +56,7 @@ _FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 _ASK, _TELL_EXTRAS, _TELL, _RANDOM = 0, 1, 2, 3  # random streams, one per kind of call
 
 
-class PymooSampler(BaseSampler):
+class PymooSampler(IndependentFallback):
     """A pymoo algorithm with ask/tell as an Optuna sampler, one generation at a time.
 
     Each generation is what the algorithm's ``ask()`` returns: one individual per trial, in order.
@@ -142,11 +143,6 @@ class PymooSampler(BaseSampler):
 
     # -- Optuna's sampler contract ----------------------------------------------------------------
 
-    def reseed_rng(self) -> None:
-        # Only the independent sampler: pymoo's streams come from the seed stored in the study,
-        # which every worker must share.
-        self._independent().reseed_rng()
-
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         self._validate()
         if self._search_space is not None:
@@ -171,19 +167,6 @@ class PymooSampler(BaseSampler):
         # A caller may narrow the space (PartialFixedSampler) or change a distribution: leave
         # those parameters to independent sampling.
         return {name: params[name] for name in wanted if search_space[name] == run.codec.distributions[name]}
-
-    def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
-    ) -> Any:
-        return self._independent().sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self._independent().before_trial(study, trial)
-
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        if self._constraints_func is not None:
-            process_constraints_after_trial(self._constraints_func, study, trial, state)
-        self._independent().after_trial(study, trial, state, values)
 
     # -- public extras ----------------------------------------------------------------------------
 
@@ -220,12 +203,8 @@ class PymooSampler(BaseSampler):
     def _prefix(self) -> str:
         return self.__class__.__name__
 
-    def _independent(self) -> RandomSampler:
+    def _check_arguments(self) -> None:
         self._validate()
-        with self._lock:
-            if self._random_sampler is None:
-                self._random_sampler = RandomSampler(seed=self._seed)
-            return self._random_sampler
 
     def _stored_space(self, ledger: StudyAttrs) -> dict[str, BaseDistribution]:
         """The space stored in the study, else the first finished trial's (then stored)."""

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -40,7 +40,8 @@ from prunetune.errors import PrunetuneError
 from prunetune.search.ledger import is_interrupted
 from prunetune.search.samplers._de_engine import DEEngine, Stored, scipy_limits, unit_rows
 from prunetune.search.samplers._de_options import bad, check_de_options
-from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs, process_constraints_after_trial
+from prunetune.search.samplers._fallback import IndependentFallback
+from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs
 from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective
 from prunetune.search.vector import VectorCodec
 
@@ -57,7 +58,7 @@ _DEFAULT_SCALARIZATION = ConstrainedObjective()
 Scalarize = Callable[[FrozenTrial, Sequence[StudyDirection], Sequence[str] | None], float]
 
 
-class ScipyDESampler(BaseSampler):
+class ScipyDESampler(IndependentFallback):
     """Differential evolution (``scipy.optimize.differential_evolution``) as an Optuna sampler.
 
     Every generation of scipy's population becomes ``population_size`` trials (``popsize`` times
@@ -176,10 +177,6 @@ class ScipyDESampler(BaseSampler):
 
     # -- Optuna's sampler interface -------------------------------------------------------------
 
-    def reseed_rng(self) -> None:
-        # The DE seed stays: every thread must walk the same DE run.
-        self._independent().reseed_rng()
-
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         check_de_options(self)
         if self._search_space is not None:
@@ -229,18 +226,8 @@ class ScipyDESampler(BaseSampler):
             params.update((name, starts[index][name]) for name in codec.names)  # exact, not decoded
         return params
 
-    def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
-    ) -> Any:
-        return self._independent().sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self._independent().before_trial(study, trial)
-
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self._independent().after_trial(study, trial, state, values)
-        if self._constraints_func is not None:
-            process_constraints_after_trial(self._constraints_func, study, trial, state)
+        super().after_trial(study, trial, state, values)  # constraints first: the score reads them
         with self._lock:
             self._outside_in_flight.pop(trial._trial_id, None)
             engine = self._engine
@@ -311,13 +298,8 @@ class ScipyDESampler(BaseSampler):
         self._outside_in_flight: dict[int, tuple[float, ...]] = {}
         self._starts: list[dict[str, Any]] | None = None  # the start points of the running engine
 
-    def _independent(self) -> RandomSampler:
-        """The random sampler for parameters outside the DE space, made once the arguments are checked."""
-        with self._lock:
-            if self._random_sampler is None:
-                check_de_options(self)
-                self._random_sampler = RandomSampler(seed=self._seed)
-            return self._random_sampler
+    def _check_arguments(self) -> None:
+        check_de_options(self)
 
     def _key(self, name: str) -> str:
         return f"{type(self).__name__}:{name}"
