@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-__all__ = ["METRICS", "Metric", "directions_of", "format_metric", "metric_title"]
+__all__ = ["METRICS", "Metric", "directions_of", "format_metric", "metric_title", "table_columns"]
 
 #: How values of a kind are shown in a table cell.
 _CELL = {
@@ -37,6 +37,8 @@ class Metric:
         meaning: One line for help texts and reports.
         scaled: Whether hypervolumes put it on the base-relative scale of :meth:`normalised`
             (accuracies, drops and ratios); other metrics are min-max scaled over the run.
+        tables: The tables that show it by default: ``"front"`` (the terminal and Markdown front)
+            and ``"page"`` (the HTML report's), in catalogue order. Any table shows a run's objectives.
     """
 
     name: str
@@ -45,6 +47,7 @@ class Metric:
     title: str
     meaning: str
     scaled: bool = False
+    tables: tuple[str, ...] = ()
 
     def cell(self, value: float) -> str:
         """``value`` as a table cell (sizes in KiB)."""
@@ -79,25 +82,68 @@ MAX, MIN = "maximize", "minimize"
 
 #: Every metric prunetune's own objectives report, in the order tables show them.
 METRICS: Mapping[str, Metric] = _catalogue(
-    Metric("accuracy", MAX, "fraction", "val acc.", "validation accuracy (or main score) after fine-tuning: what searches select on", scaled=True),
-    Metric("test_accuracy", MAX, "fraction", "test acc.", "test accuracy after fine-tuning: for the final report only", scaled=True),
-    Metric("accuracy_drop", MIN, "points", "drop (pp)", "base minus pruned validation accuracy, percentage points", scaled=True),
-    Metric("test_accuracy_drop", MIN, "points", "test drop (pp)", "base minus pruned test accuracy, percentage points", scaled=True),
-    Metric("accuracy_pruned", MAX, "fraction", "val acc. pruned", "validation accuracy right after pruning and BN recalibration", scaled=True),
-    Metric("compression", MAX, "ratio", "compression", "base / pruned nonzero parameters", scaled=True),
-    Metric("bits_compression", MAX, "ratio", "bits compr.", "base / pruned bits of storage (quantized layers at their code width)", scaled=True),
-    Metric("macs_reduction", MAX, "ratio", "MACs reduction", "base / pruned multiply-accumulates of the physically smaller model", scaled=True),
-    Metric("params", MIN, "count", "params", "parameters of the pruned model"),
-    Metric("nonzero_params", MIN, "count", "nonzero", "nonzero parameters of the pruned model"),
-    Metric("macs", MIN, "count", "MACs", "multiply-accumulates of one example"),
-    Metric("size_bytes", MIN, "bytes", "size (KiB)", "size of the weights in storage"),
+    Metric(
+        "accuracy", MAX, "fraction", "val acc.",
+        "validation accuracy (or main score) after fine-tuning: what searches select on",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric(
+        "test_accuracy", MAX, "fraction", "test acc.",
+        "test accuracy after fine-tuning: for the final report only",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric(
+        "accuracy_drop", MIN, "points", "drop (pp)",
+        "base minus pruned validation accuracy, percentage points",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric(
+        "test_accuracy_drop", MIN, "points", "test drop (pp)",
+        "base minus pruned test accuracy, percentage points",
+        scaled=True, tables=("page",),
+    ),
+    Metric(
+        "accuracy_pruned", MAX, "fraction", "val acc. pruned",
+        "validation accuracy right after pruning and BN recalibration",
+        scaled=True,
+    ),
+    Metric(
+        "compression", MAX, "ratio", "compression",
+        "base / pruned nonzero parameters",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric(
+        "bits_compression", MAX, "ratio", "bits compr.",
+        "base / pruned bits of storage (quantized layers at their code width)",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric(
+        "macs_reduction", MAX, "ratio", "MACs reduction",
+        "base / pruned multiply-accumulates of the physically smaller model",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric("params", MIN, "count", "params", "parameters of the pruned model", tables=("front", "page")),
+    Metric(
+        "nonzero_params", MIN, "count", "nonzero",
+        "nonzero parameters of the pruned model",
+        tables=("front", "page"),
+    ),
+    Metric("macs", MIN, "count", "MACs", "multiply-accumulates of one example", tables=("page",)),
+    Metric("size_bytes", MIN, "bytes", "size (KiB)", "size of the weights in storage", tables=("front",)),
     Metric("bits", MIN, "count", "bits", "bits of storage of the weights"),
-    Metric("latency_ms", MIN, "ms", "latency (ms)", "median latency of one example (with measure_latency)"),
+    Metric(
+        "latency_ms", MIN, "ms", "latency (ms)",
+        "median latency of one example (with measure_latency)",
+        tables=("front", "page"),
+    ),
     Metric("seconds", MIN, "seconds", "seconds", "wall time of the trial"),
     # the reconstruction objective's own (accordion autoencoder)
     Metric("performance_drop", MIN, "points", "perf. drop (pp)", "A2E's name for accuracy_drop"),
     Metric("test_performance_drop", MIN, "points", "test perf. drop (pp)", "A2E's name for test_accuracy_drop"),
-    Metric("reconstruction_error", MIN, "score", "recon. error", "mean squared reconstruction error per value on val"),
+    Metric(
+        "reconstruction_error", MIN, "score", "recon. error",
+        "mean squared reconstruction error per value on val",
+    ),
     Metric("test_reconstruction_error", MIN, "score", "test recon. error", "the same on test"),
     Metric("complexity_reduction", MAX, "fraction", "complexity red.", "1 - pruned / base nonzero parameters"),
     Metric("roc_auc", MAX, "score", "ROC-AUC", "ROC-AUC of reconstruction errors as anomaly scores, val"),
@@ -128,3 +174,8 @@ def format_metric(name: str, value: float) -> str:
 def directions_of(names: tuple[str, ...]) -> Mapping[str, str]:
     """``{name: direction}`` for catalogue metrics ``names`` (an objective's ``directions``)."""
     return MappingProxyType({name: METRICS[name].direction for name in names})
+
+
+def table_columns(table: str) -> tuple[str, ...]:
+    """The metrics ``table`` ("front" or "page") shows by default, in catalogue order."""
+    return tuple(name for name, metric in METRICS.items() if table in metric.tables)

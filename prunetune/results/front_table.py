@@ -8,16 +8,13 @@ from typing import Any
 
 from rich.table import Table
 
-from prunetune.objectives.metrics import format_metric, metric_title
+from prunetune.objectives.metrics import format_metric, metric_title, table_columns
 
 __all__ = ["COLUMNS", "ECHOES", "front_table", "informative"]
 
-#: The metrics a front table shows, in order, where the rows have them; titles and formats come
-#: from the catalogue (prunetune.objectives.metrics).
-COLUMNS = (
-    "accuracy", "test_accuracy", "accuracy_drop", "compression", "bits_compression", "macs_reduction", "params",
-    "nonzero_params", "size_bytes", "latency_ms",
-)
+#: The metrics a front table shows where the rows have them: the catalogue's "front" metrics, with
+#: its titles and formats (prunetune.objectives.metrics).
+COLUMNS = table_columns("front")
 
 
 #: Columns shown only where some member differs from the column they otherwise repeat: nonzero

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.files import write_text
-from prunetune.objectives.metrics import format_metric, metric_title
+from prunetune.objectives.metrics import format_metric, metric_title, table_columns
 from prunetune.results.front_table import informative
 
 if TYPE_CHECKING:
@@ -33,11 +33,8 @@ __all__ = ["write_html"]
 #: ``data-completed-points`` on <body>, which is what a browser test reads.
 COMPLETED_UID = "completed"
 
-#: Metrics shown in the table, in order (titles and formats from the catalogue, prunetune.objectives.metrics).
-TABLE_COLUMNS = (
-    "accuracy", "test_accuracy", "accuracy_drop", "test_accuracy_drop", "params", "nonzero_params", "compression",
-    "bits_compression", "macs", "macs_reduction", "latency_ms",
-)
+#: Metrics shown in the table: the catalogue's "page" metrics, with its titles and formats.
+TABLE_COLUMNS = table_columns("page")
 
 #: Metrics listed on hover, when a trial has them.
 HOVER_METRICS = (
