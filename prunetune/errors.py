@@ -32,8 +32,8 @@ def bad_parameter(owner: str, name: str, value: object, allowed: str) -> NoRetur
 
 
 def bad_key(key: str, value: object, allowed: str) -> NoReturn:
-    """Raise "The 'section.key' key must be ALLOWED. Got VALUE instead." (experiment files)."""
-    raise PrunetuneError(f"The {key!r} key must be {allowed}. Got {_shown(value)!r} instead.")
+    """Raise "The 'section.key' key must be ALLOWED. Got VALUE instead." (experiment files: plain data)."""
+    raise PrunetuneError(f"The '{key}' key must be {allowed}. Got {value!r} instead.")
 
 
 def is_finite_number(value: object) -> bool:

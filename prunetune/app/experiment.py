@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from prunetune.errors import PrunetuneError, is_finite_number
+from prunetune.errors import PrunetuneError, bad_key, is_finite_number
 from prunetune.objectives.training import TrainConfig
 from prunetune.search.goals import parse_constraint
 from prunetune.search.sampler_choice import SAMPLERS
@@ -168,33 +168,33 @@ def _check(path: str, value: Any, hint: Any) -> Any:
         raise PrunetuneError(f"The '{path}' key needs a value (null is not allowed here).")
     if text.startswith("dict"):
         if not isinstance(value, Mapping):
-            raise PrunetuneError(f"The '{path}' key must be a mapping. Got {value!r} instead.")
+            bad_key(path, value, "a mapping")
         return dict(value)
     if text.startswith("list"):
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise PrunetuneError(f"The '{path}' key must be a list. Got {value!r} instead.")
+            bad_key(path, value, "a list")
         return value
     if text.startswith("str"):  # a name, or (from Python only) a callable: `schedule`
         if not isinstance(value, str):
-            raise PrunetuneError(f"The '{path}' key must be a string. Got {value!r} instead.")
+            bad_key(path, value, "a string")
         return value
     if hint is bool or text == "bool":
         if not isinstance(value, bool):
-            raise PrunetuneError(f"The '{path}' key must be true or false. Got {value!r} instead.")
+            bad_key(path, value, "true or false")
         return value
     if "int" in text and "float" not in text:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise PrunetuneError(f"The '{path}' key must be a whole number. Got {value!r} instead.")
+            bad_key(path, value, "a whole number")
         return value
     if "float" in text:
         if not is_finite_number(value):
-            raise PrunetuneError(f"The '{path}' key must be a number. Got {value!r} instead.")
+            bad_key(path, value, "a number")
         return float(value)
     if "str" in text:
         if not isinstance(value, str):
-            raise PrunetuneError(f"The '{path}' key must be a string. Got {value!r} instead.")
+            bad_key(path, value, "a string")
         return value
     return value
 
@@ -222,12 +222,12 @@ def _parse_section(cls: type, data: Any, path: str) -> Any:
 
 def _choice(path: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise PrunetuneError(f"The '{path}' key must be one of {', '.join(allowed)}. Got {value!r} instead.")
+        bad_key(path, value, f"one of {', '.join(allowed)}")
 
 
 def _at_least(path: str, value: float | None, least: float) -> None:
     if value is not None and value < least:
-        raise PrunetuneError(f"The '{path}' key must be >= {least:g}. Got {value!r} instead.")
+        bad_key(path, value, f">= {least:g}")
 
 
 def experiment_from_dict(data: Any) -> Experiment:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunetune.errors import PrunetuneError, is_finite_number
+from prunetune.errors import bad_key, bad_parameter, is_finite_number
 from prunetune.runtime import seed_everything, torch_threads
 
 __all__ = [
@@ -67,8 +67,9 @@ class TrainConfig:
 
         def bad(field: str, allowed: str) -> None:
             value = getattr(self, field)
-            name = f"The '{where}.{field}' key" if where else f"The '{field}' parameter of TrainConfig"
-            raise PrunetuneError(f"{name} must be {allowed}. Got {value!r} instead.")
+            if where:
+                bad_key(f"{where}.{field}", value, allowed)
+            bad_parameter("TrainConfig", field, value, allowed)
 
         def whole(field: str, least: int, optional: bool = False) -> None:
             value = getattr(self, field)

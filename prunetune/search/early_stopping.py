@@ -34,7 +34,7 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import bad_parameter
 from prunetune.objectives.classification import REPORT_ACCURACY, REPORT_COMPRESSION
 
 __all__ = [
@@ -164,4 +164,4 @@ def report_step(
 
 
 def _bad(name: str, value: object, allowed: str) -> None:
-    raise PrunetuneError(f"The {name!r} parameter of DominancePruner must be {allowed}. Got {value!r} instead.")
+    bad_parameter("DominancePruner", name, value, allowed)
