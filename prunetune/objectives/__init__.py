@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prunetune.objectives.base_training import train_base
 from prunetune.objectives.batchnorm import (
     DEFAULT_RECALIBRATION_BATCHES,
     has_batchnorm,
@@ -23,7 +24,8 @@ from prunetune.objectives.protocol import (
     check_metrics,
     load_objective,
 )
-from prunetune.objectives.prune_finetune import PruneResult, prune_and_finetune
+from prunetune.objectives.metrics import METRICS, Metric
+from prunetune.objectives.prune_finetune import PruneResult, Task, classification_task, prune_and_finetune
 from prunetune.objectives.reconstruction import ReconstructionObjective, train_autoencoder
 from prunetune.objectives.training import (
     EpochStats,
@@ -38,6 +40,7 @@ __all__ = [
     "DEFAULT_FINETUNE",
     "DEFAULT_RECALIBRATION_BATCHES",
     "DIRECTIONS",
+    "METRICS",
     "REPORT_ACCURACY",
     "REPORT_COMPRESSION",
     "BaseScores",
@@ -45,14 +48,17 @@ __all__ = [
     "EpochStats",
     "Evaluation",
     "FunctionObjective",
+    "Metric",
     "Objective",
     "PruneResult",
     "ReconstructionObjective",
     "Report",
+    "Task",
     "TrainConfig",
     "TrainingDiverged",
     "check_directions",
     "check_metrics",
+    "classification_task",
     "evaluate",
     "has_batchnorm",
     "load_objective",
@@ -60,4 +66,5 @@ __all__ = [
     "recalibrate_batchnorm",
     "train",
     "train_autoencoder",
+    "train_base",
 ]
