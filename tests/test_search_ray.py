@@ -33,7 +33,7 @@ from ray_helpers import (
     write_objective,
 )
 
-from prunetune.pruners import Plan
+from prunetune.pruners import METHODS, Plan
 from prunetune.app.experiment import experiment_from_dict
 from prunetune.search.ledger import (
     ATTR_ATTEMPTS,
@@ -101,6 +101,27 @@ class TestOnLocalRay:
             metrics = trial.user_attrs[ATTR_METRICS]
             assert trial.values == [metrics["accuracy"], metrics["compression"]]
             assert (Path(trial.user_attrs[ATTR_LOG]) / "result.json").is_file()
+
+    def test_a_method_of_the_users_own_is_searched_on_ray_workers(self, local_ray: str, tmp_path: Path) -> None:
+        # A copy in the test's folder, named by path: workers cannot import it, it travels by value.
+        source = Path(__file__).resolve().parent / "methods_for_tests.py"
+        copy = tmp_path / "my_methods.py"
+        copy.write_text(source.read_text())
+        data = experiment_data({"search.trials": 4, "methods": {f"{copy}:HalveConvs": {}, "filters": {"max_ratio": 0.5}}})
+        saved = dict(METHODS)
+        try:
+            study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        finally:
+            METHODS.clear()
+            METHODS.update(saved)
+        trials = study.get_trials(deepcopy=False)
+        assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials), [
+            t.user_attrs.get(ATTR_FAIL_REASON) for t in trials
+        ]
+        plans = [t.user_attrs[ATTR_PLAN] for t in trials]
+        assert all(set(plan) == {"halve", "filters"} for plan in plans)
+        assert any(plan["halve"]["layers"] for plan in plans)
+        assert {t.user_attrs[ATTR_NODE] for t in trials} == {local_ray}
 
     def test_a_trial_stopped_early_keeps_its_plan_node_timings_and_log(self, local_ray: str, tmp_path: Path) -> None:
         since = time.time()
