@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import bad_parameter
 from prunetune.objectives.classification import REPORT_ACCURACY, REPORT_COMPRESSION
+from prunetune.search.storage import trial_id
 
 __all__ = [
     "COMPRESSION_ATTR",
@@ -157,10 +158,10 @@ def report_step(
         trial.report(accuracy, step)
         return trial.should_prune()
     storage = trial.storage
-    trial_id = trial._trial_id
-    if step not in storage.get_trial(trial_id).intermediate_values:
-        storage.set_trial_intermediate_value(trial_id, step, accuracy)
-    return trial.study.pruner.prune(trial.study, storage.get_trial(trial_id))
+    identity = trial_id(trial)
+    if step not in storage.get_trial(identity).intermediate_values:
+        storage.set_trial_intermediate_value(identity, step, accuracy)
+    return trial.study.pruner.prune(trial.study, storage.get_trial(identity))
 
 
 def _bad(name: str, value: object, allowed: str) -> None:

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import PrunetuneError
 from prunetune.search.goals import Goals
-from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, storage_url
+from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, storage_url, trial_id
 
 __all__ = [
     "ATTR_CURVE",
@@ -109,7 +109,7 @@ def mark_interrupted(study: optuna.Study) -> list[int]:
     """
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        live = optuna.trial.Trial(study, trial._trial_id)
+        live = optuna.trial.Trial(study, trial_id(trial))
         live.set_user_attr(ATTR_INTERRUPTED, True)
         live.set_user_attr(ATTR_FAIL_REASON, "interrupted: the search stopped before this trial finished")
         study.tell(trial.number, state=TrialState.FAIL)

@@ -28,6 +28,7 @@ __all__ = [
     "open_storage",
     "process_constraints_after_trial",
     "storage_url",
+    "trial_id",
 ]
 
 #: The trial system attribute where Optuna keeps a trial's constraint values.
@@ -134,3 +135,8 @@ class StudyAttrs:
     def set_trial_attrs(self, trial: FrozenTrial | optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
         for name, value in attrs.items():
             self._study._storage.set_trial_system_attr(trial._trial_id, self.key(name), value)
+
+
+def trial_id(trial: FrozenTrial | optuna.trial.Trial) -> int:
+    """The storage's id of a trial: unique across studies, where ``number`` is unique within one."""
+    return trial._trial_id

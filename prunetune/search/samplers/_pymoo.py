@@ -41,7 +41,7 @@ from pymoo.problems.static import StaticProblem
 from prunetune.errors import PrunetuneError
 from prunetune.search.ledger import is_interrupted
 from prunetune.search.samplers._fallback import IndependentFallback
-from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs
+from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs, trial_id
 from prunetune.search.vector import VectorCodec
 
 __all__ = ["PymooSampler"]
@@ -337,7 +337,7 @@ class _Run:
             slot = _slot(ledger, other)
             if slot is None:
                 continue
-            if other._trial_id == trial._trial_id:
+            if trial_id(other) == trial_id(trial):
                 return self._stored_vector(ledger, other)
             if is_interrupted(other):
                 continue  # never evaluated: its individual is free again

@@ -41,7 +41,7 @@ from prunetune.search.ledger import is_interrupted
 from prunetune.search.samplers._de_engine import DEEngine, Stored, scipy_limits, unit_rows
 from prunetune.search.samplers._de_options import bad, check_de_options
 from prunetune.search.samplers._fallback import IndependentFallback
-from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs
+from prunetune.search.storage import CONSTRAINTS_KEY, StudyAttrs, trial_id
 from prunetune.search.scalarize import DEFAULT_PENALTY, ConstrainedObjective
 from prunetune.search.vector import VectorCodec
 
@@ -199,9 +199,9 @@ class ScipyDESampler(IndependentFallback):
         if _all_fixed(trial, codec):
             return {}  # it evaluates its own point: a candidate given to it would be scored wrongly
         engine = self._engine_for(study, space, codec)
-        member = engine.take(_READY_TIMEOUT_S, trial._trial_id)
+        member = engine.take(_READY_TIMEOUT_S, trial_id(trial))
         if member is None and self._collect_missed(study, engine):
-            member = engine.take(_READY_TIMEOUT_S, trial._trial_id)
+            member = engine.take(_READY_TIMEOUT_S, trial_id(trial))
         if member is None:
             return self._sample_outside(study, trial, space, codec, engine)
         generation, run, index, vector = member
@@ -217,7 +217,7 @@ class ScipyDESampler(IndependentFallback):
                 },
             )
         except Exception:
-            engine.release(generation, index, trial._trial_id)
+            engine.release(generation, index, trial_id(trial))
             raise
         params = codec.to_params(vector)
         with self._lock:
@@ -229,14 +229,14 @@ class ScipyDESampler(IndependentFallback):
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         super().after_trial(study, trial, state, values)  # constraints first: the score reads them
         with self._lock:
-            self._outside_in_flight.pop(trial._trial_id, None)
+            self._outside_in_flight.pop(trial_id(trial), None)
             engine = self._engine
         member = _member(trial.system_attrs, self._key)
         if engine is None or member is None:
             return
         generation, index, vector = member
         if is_interrupted(trial):  # it measured nothing: its candidate goes to the next trial
-            engine.release(generation, index, trial._trial_id)
+            engine.release(generation, index, trial_id(trial))
             return
         finished = _finished_copy(study, trial, state, values, reload_attrs=self._constraints_func is not None)
         score = self._score(study, finished)
@@ -472,7 +472,7 @@ class ScipyDESampler(IndependentFallback):
             if key not in taken:
                 break
         with self._lock:
-            self._outside_in_flight[trial._trial_id] = key
+            self._outside_in_flight[trial_id(trial)] = key
         return params
 
     # -- validation, where work starts ----------------------------------------------------------
