@@ -44,13 +44,9 @@ def run_sensitivity_command(
         raise PrunetuneError(f"--output {output} is a file; name a folder for sensitivity.csv, .md and .png.")
     if bn_batches is not None and bn_batches < 0:
         raise PrunetuneError(f"--bn-batches must be >= 0. Got {bn_batches} instead.")
-    finetune = TrainConfig(
-        epochs=finetune_epochs, max_steps=finetune_steps, lr=lr, seed=seed, threads=threads
-    ) if finetune_epochs else None
-    if finetune is not None:
-        finetune.validate()
-    elif finetune_epochs < 0:
-        raise PrunetuneError(f"--finetune-epochs must be >= 0. Got {finetune_epochs} instead.")
+    config = TrainConfig(epochs=finetune_epochs, max_steps=finetune_steps, lr=lr, seed=seed, threads=threads)
+    config.validate()
+    finetune = config if finetune_epochs else None  # none: each unit is scored right after pruning
     saved = load_checkpoint(checkpoint)
     spec = data or saved.data_spec
     if spec is None:
