@@ -35,7 +35,15 @@ def build_from_callable(reference: str, kwargs: Mapping[str, Any]) -> tuple[nn.M
             raise PrunetuneError(
                 f"The model {reference!r} cannot take the arguments {dict(kwargs)!r}: {exc}."
             ) from exc
-    model = function(**kwargs)
+    try:
+        model = function(**kwargs)
+    except TypeError as exc:
+        passed = ", ".join(f"{key}={value!r}" for key, value in kwargs.items()) or "no arguments"
+        raise PrunetuneError(
+            f"The model {reference!r} raised TypeError when called with {passed}: {exc}. Set its arguments "
+            "with 'model.kwargs' in the experiment file (or --model-arg KEY=VALUE on the command line); "
+            "a factory taking **kwargs is given num_classes and in_channels (in_features for rows) only."
+        ) from exc
     if not isinstance(model, nn.Module):
         raise PrunetuneError(
             f"The model {reference!r} returned a {type(model).__name__}, not a torch.nn.Module."

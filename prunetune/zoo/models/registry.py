@@ -227,7 +227,7 @@ def resolve_model_kwargs(name: str, input_shape: Sequence[int], num_classes: int
 
     if ":" in canonical:
         function, _ = load_reference(canonical, label="model", callable_only=True)
-        # Not introspectable (some builtins): offer everything and let the call decide.
+        # Not introspectable (some builtins): treated like a **kwargs callable.
         accepted, any_keyword = accepted_keywords(function) or (frozenset(), True)
         offered: dict[str, Any] = {"num_classes": num_classes}
         offered.update(_data_kwargs("image" if len(shape) == 3 else "flat", shape, canonical))
@@ -235,11 +235,10 @@ def resolve_model_kwargs(name: str, input_shape: Sequence[int], num_classes: int
             offered["in_features"] = math.prod(shape)
         if "input_shape" in accepted:
             offered["input_shape"] = list(shape)
-        return {
-            key: value
-            for key, value in offered.items()
-            if key in accepted or (any_keyword and key != "input_shape")
-        }
+        # A **kwargs callable (often a wrapper forwarding them to a module) gets the basic facts
+        # only; anything else it must declare by name, or receive through model.kwargs.
+        basic = ("num_classes", "in_channels", "in_features")
+        return {key: value for key, value in offered.items() if key in accepted or (any_keyword and key in basic)}
 
     entry = _ZOO[canonical]
     accepted_zoo = entry.parameters()
