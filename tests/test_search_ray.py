@@ -123,6 +123,19 @@ class TestOnLocalRay:
         assert any(plan["halve"]["layers"] for plan in plans)
         assert {t.user_attrs[ATTR_NODE] for t in trials} == {local_ray}
 
+    def test_a_data_factory_is_opened_by_each_worker(self, local_ray: str, tmp_path: Path) -> None:
+        # The factory lives in the test's folder and travels as its recipe (reference and options).
+        source = Path(__file__).resolve().parent / "data_for_tests.py"
+        copy = tmp_path / "my_data.py"
+        copy.write_text(source.read_text())
+        data = experiment_data({"search.trials": 4, "data": {"factory": f"{copy}:digits", "options": {"test_share": 0.3}}})
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials), [
+            t.user_attrs.get(ATTR_FAIL_REASON) for t in trials
+        ]
+        assert all(0.0 < t.user_attrs[ATTR_METRICS]["test_accuracy"] <= 1.0 for t in trials)
+
     def test_a_trial_stopped_early_keeps_its_plan_node_timings_and_log(self, local_ray: str, tmp_path: Path) -> None:
         since = time.time()
         objective = write_objective(tmp_path)

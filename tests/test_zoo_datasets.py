@@ -375,7 +375,7 @@ def test_loaders_shuffle_reproducibly() -> None:
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["digits", "mnist", "fashion-mnist", "cifar10", "creditcard"]
+    assert list_datasets() == ["digits", "mnist", "fashion-mnist", "cifar10", "creditcard", "imagefolder"]
 
 
 # --- load_data: bad arguments ---------------------------------------------------------------

@@ -53,9 +53,19 @@ class ModelSection:
 
 @dataclass(frozen=True, kw_only=True)
 class DataSection:
+    """The data: a spec (``digits``, ``mnist:PATH``, ``imagefolder:PATH``, ...) or the user's
+    ``factory`` (``module:callable`` / ``file.py:callable``) called with ``options``; then the
+    validation share, a record limit, the image size of an image folder, loader worker processes
+    and train-time augmentation (``{crop_padding: 4, hflip: true}``)."""
+
     spec: str = "digits"
+    factory: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     val_fraction: float = 0.1
     limit: int | None = None
+    image_size: int | None = None
+    num_workers: int = 0
+    augment: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,6 +249,9 @@ def experiment_from_dict(data: Any) -> Experiment:
     _choice("objective.keep_weights", objective.keep_weights, KEEP_WEIGHTS)
     _at_least("search.trials", search.trials, 1)
     _at_least("execution.workers", execution.workers, 1)
+    _at_least("data.num_workers", experiment.data.num_workers, 0)
+    if experiment.data.factory and experiment.data.spec != DataSection().spec:
+        raise PrunetuneError("The 'data' section names both 'spec' and 'factory': keep one.")
     _at_least("execution.cpus_per_trial", execution.cpus_per_trial, 0)
     _at_least("execution.gpus_per_trial", execution.gpus_per_trial, 0)
     _at_least("execution.threads_per_trial", execution.threads_per_trial, 1)

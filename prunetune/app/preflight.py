@@ -26,7 +26,7 @@ from prunetune.search.storage import check_storage_url, storage_url
 from prunetune.search.sampler_choice import SAMPLERS, create_sampler
 from prunetune.search.space import SearchSpace
 from prunetune.user_code import accepted_keywords, load_reference
-from prunetune.zoo.datasets import DataSplits, load_data
+from prunetune.zoo.datasets import DataSplits, open_data
 
 __all__ = ["Checked", "check_experiment", "describe", "goals_of", "load_experiment_data"]
 
@@ -60,8 +60,7 @@ def goals_of(experiment: Experiment) -> Goals:
 
 
 def load_experiment_data(experiment: Experiment) -> DataSplits:
-    data = experiment.data
-    return load_data(data.spec, val_fraction=data.val_fraction, seed=experiment.seed, limit=data.limit)
+    return open_data(dataclasses.asdict(experiment.data), seed=experiment.seed)
 
 
 def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Checked:
@@ -107,7 +106,7 @@ def _architecture(experiment: Experiment, data: DataSplits) -> tuple[nn.Module, 
         if checkpoint.input_shape is not None and tuple(checkpoint.input_shape) != tuple(data.input_shape):
             raise PrunetuneError(
                 f"The checkpoint {path} was trained on inputs of shape {checkpoint.input_shape}; "
-                f"{experiment.data.spec} gives {data.input_shape}."
+                f"{experiment.data.factory or experiment.data.spec} gives {data.input_shape}."
             )
         return checkpoint.build(), f"checkpoint {path} ({checkpoint.model_name})"
     try:

@@ -7,6 +7,7 @@ budget runs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from prunetune.search.sampler_choice import SAMPLERS, create_sampler, population
 from prunetune.search.space import SearchSpace
 from prunetune.search.weights import keep_only, weights_dir
 from prunetune.zoo.datasets import DataSplits
+from prunetune.zoo.datasets.section import checkpoint_source
 
 __all__ = ["build_objective", "front_rows", "hand_start_points", "prepare_base", "run_experiment"]
 
@@ -81,20 +83,25 @@ def prepare_base(
         if checkpoint.input_shape is not None and tuple(checkpoint.input_shape) != tuple(splits.input_shape):
             raise PrunetuneError(
                 f"The checkpoint {path} was trained on inputs of shape {checkpoint.input_shape}; "
-                f"{data.spec} gives {splits.input_shape}."
+                f"{data.factory or data.spec} gives {splits.input_shape}."
             )
         echo(f"base model: {path} ({checkpoint.model_name}, test accuracy {checkpoint.metrics.get('test_accuracy', float('nan')):.2%})")
         return checkpoint.build(), dict(checkpoint.metrics)
     config = experiment.base_training_config()
     reconstruction = dict(experiment.objective.options) if experiment.objective.type == "reconstruction" else None
     what = "base autoencoder" if reconstruction is not None else "base model"
-    echo(f"training the {what} {model.name} on {data.spec} for {config.epochs} epochs (once; kept as {path})")
+    echo(f"training the {what} {model.name} on {data.factory or data.spec} for {config.epochs} epochs (once; kept as {path})")
     shown = ("epoch", "scores", "wrote") if reconstruction is not None else ("train ", "wrote")
     return train_base(
         model.name, splits, config=config, model_kwargs=model.kwargs, reconstruction=reconstruction, output=path,
-        data_spec=data.spec, data_options={"val_fraction": data.val_fraction, "seed": experiment.seed, "limit": data.limit},
+        **_checkpoint_data(experiment),
         echo=lambda line: echo("  " + line) if line.startswith(shown) else None,
     )
+
+
+def _checkpoint_data(experiment: Experiment) -> dict[str, Any]:
+    spec, options = checkpoint_source(dataclasses.asdict(experiment.data), seed=experiment.seed)
+    return {"data_spec": spec, "data_options": options}
 
 
 def build_objective(experiment: Experiment, base: nn.Module, data: DataSplits) -> Any:

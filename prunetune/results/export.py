@@ -109,6 +109,7 @@ def export_trial(
     from prunetune.objectives.training import evaluate
     from prunetune.pruners import make_masks_permanent, measure, method_source
     from prunetune.zoo.checkpoint import load_checkpoint, save_checkpoint
+    from prunetune.zoo.datasets.section import checkpoint_source
 
     run = run if isinstance(run, Run) else load_run(run)
     output = Path(output).expanduser()
@@ -158,13 +159,14 @@ def export_trial(
     scripted = _torchscript(model.cpu(), inputs)
     ledger = {key: float(row[key]) for key in COMPARED + ("accuracy_drop", "test_accuracy_drop") if key in row.index and is_finite_number(row[key])}
     script_file = torchscript_path(output)
+    data_spec, data_options = checkpoint_source(experiment.data, seed=experiment.seed)
     with replacing(script_file) as temporary:  # the TorchScript file lands only once the checkpoint did
         torch.jit.save(scripted, str(temporary))
         save_checkpoint(
             output,
             model,
-            data_spec=experiment.data.spec,
-            data_options={"val_fraction": experiment.data.val_fraction, "seed": experiment.seed, "limit": experiment.data.limit},
+            data_spec=data_spec,
+            data_options=data_options,
             input_shape=tuple(data.input_shape),
             num_classes=data.num_classes,
             metrics=metrics,

@@ -150,10 +150,9 @@ class Run:
 
     def data(self) -> DataSplits:
         """The run's data, split as its trials saw it (same spec, validation share, seed and limit)."""
-        from prunetune.zoo.datasets import load_data
+        from prunetune.zoo.datasets import open_data
 
-        data = self.experiment.data
-        return load_data(data.spec, val_fraction=data.val_fraction, seed=self.experiment.seed, limit=data.limit)
+        return open_data(self.experiment.data, seed=self.experiment.seed)
 
     def register_methods(self) -> None:
         """Register the methods of the user's own the run searched (named by reference in its

@@ -11,16 +11,24 @@ from prunetune.zoo.datasets.cifar import read_cifar10, read_cifar10_records
 from prunetune.zoo.datasets.creditcard import creditcard_arrays, find_creditcard_file, read_creditcard
 from prunetune.zoo.datasets.digits import read_digits
 from prunetune.zoo.datasets.idx import ImageArrays, read_fashion_mnist, read_idx, read_mnist
+from prunetune.zoo.datasets.factory import UserData, load_factory
+from prunetune.zoo.datasets.imagefolder import ImageFiles, load_image_folder
+from prunetune.zoo.datasets.section import open_data
 from prunetune.zoo.datasets.spec import list_datasets, load_data
 
 __all__ = [
     "DataSplits",
     "ImageArrays",
+    "ImageFiles",
     "Loaders",
+    "UserData",
     "creditcard_arrays",
     "find_creditcard_file",
     "list_datasets",
     "load_data",
+    "load_factory",
+    "load_image_folder",
+    "open_data",
     "read_cifar10",
     "read_cifar10_records",
     "read_creditcard",

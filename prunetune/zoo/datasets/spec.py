@@ -21,6 +21,7 @@ from prunetune.zoo.datasets.cifar import read_cifar10
 from prunetune.zoo.datasets.creditcard import creditcard_arrays, find_creditcard_file, read_creditcard
 from prunetune.zoo.datasets.digits import DIGITS_MAX_VALUE, read_digits
 from prunetune.zoo.datasets.idx import read_fashion_mnist, read_mnist
+from prunetune.zoo.datasets.imagefolder import load_image_folder
 
 __all__ = ["list_datasets", "load_data"]
 
@@ -81,7 +82,20 @@ def _check_seed(name: str, value: object, kind: str = "argument") -> int:
     return int(value)
 
 
+def _check_size(name: str, value: object) -> int:
+    if not _is_int(value) or not 4 <= value <= 4096:
+        raise PrunetuneError(f"The '{name}' option of load_data must be an integer in [4, 4096]. Got {value!r} instead.")
+    return int(value)
+
+
+def _load_image_folder(path: Path, common: dict[str, Any], options: dict[str, Any]) -> DataSplits:
+    if not path.is_dir():
+        raise PrunetuneError(f"The image folder {path} does not exist (imagefolder:PATH names a folder with train/<class>/).")
+    return load_image_folder(path, **common, **options)
+
+
 _OPTION_CHECKS: dict[str, Callable[[str, object], object]] = {
+    "image_size": _check_size,
     "normalize": _check_bool,
     "test_fraction": lambda name, value: _check_fraction(name, value, "option"),
     "test_seed": lambda name, value: _check_seed(name, value, "option"),
@@ -105,6 +119,7 @@ _DATASETS: dict[str, _Entry] = {
     ),
     "cifar10": _Entry(True, _load_cifar10, _IMAGE_DEFAULTS),
     "creditcard": _Entry(True, _load_creditcard, {**_IMAGE_DEFAULTS, "train_normal_only": False}),
+    "imagefolder": _Entry(True, _load_image_folder, {**_IMAGE_DEFAULTS, "image_size": 32}),
 }
 
 
@@ -152,8 +167,10 @@ def load_data(
     """Read a local data set and split it into train, validation and test tensors.
 
     Args:
-        spec: ``digits``, ``mnist:PATH``, ``fashion-mnist:PATH``, ``cifar10:PATH`` or
-            ``creditcard:PATH``; PATH is the data's folder or file (``~`` is expanded).
+        spec: ``digits``, ``mnist:PATH``, ``fashion-mnist:PATH``, ``cifar10:PATH``,
+            ``creditcard:PATH`` or ``imagefolder:PATH`` (the class-per-folder layout, see
+            :mod:`prunetune.zoo.datasets.imagefolder`); PATH is the data's folder or file
+            (``~`` is expanded).
             Nothing is ever downloaded.
         val_fraction: Share of the training records carved (stratified, seeded) into the
             validation split, which searches select on; the test split stays for the report.
@@ -165,7 +182,8 @@ def load_data(
             credit card, CIFAR-10 without ``test_batch.bin``): ``test_fraction`` (default 0.2)
             and ``test_seed`` (default 0; fixed, so that the test set does not move with
             ``seed``). Credit card: ``train_normal_only`` (default False) keeps only normal
-            transactions in train, for an autoencoder; val and test keep the frauds.
+            transactions in train, for an autoencoder; val and test keep the frauds. Image
+            folder: ``image_size`` (default 32: every image is resized to it, square).
 
     Returns:
         The :class:`DataSplits`, whose ``description`` states the source, the sizes and how
