@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.runtime import model_device, to_device
 from prunetune.pruners.unstructured import masked_tensor_names
 
 __all__ = ["ExampleInputs", "batch_size", "forward", "layer_macs", "untouched"]
@@ -28,7 +29,8 @@ MAC_LAYERS = (nn.Linear, *_CONV, *_TRANSPOSED_CONV)
 
 
 def forward(model: nn.Module, example_inputs: ExampleInputs) -> Any:
-    """Call ``model`` on ``example_inputs``."""
+    """Call ``model`` on ``example_inputs``, moved to the device ``model`` is on."""
+    example_inputs = to_device(example_inputs, model_device(model))
     if isinstance(example_inputs, torch.Tensor):
         return model(example_inputs)
     if isinstance(example_inputs, Mapping):

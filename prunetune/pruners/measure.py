@@ -20,7 +20,7 @@ from torch.nn.utils import parametrize
 from prunetune.errors import PrunetuneError
 from prunetune.pruners.calls import batch_size, forward, layer_macs, untouched
 from prunetune.pruners.unstructured import masked_tensor_names
-from prunetune.runtime import torch_threads
+from prunetune.runtime import model_device, synchronize, to_device, torch_threads
 
 __all__ = [
     "Latency",
@@ -161,7 +161,9 @@ def measure_latency(
     warmup: int = 5,
     threads: int | None = None,
 ) -> Latency:
-    """Time forward passes on the CPU in eval mode under ``torch.inference_mode``.
+    """Time forward passes in eval mode under ``torch.inference_mode``, on the device the model is on.
+
+    On a GPU each pass is timed to its end (the device is synchronised before the clock stops).
 
     The batch size is the leading dimension of ``example_inputs``. ``threads`` sets
     ``torch.set_num_threads`` for the measurement only (None keeps the current setting);
@@ -184,11 +186,15 @@ def measure_latency(
     timings: list[float] = []
     with torch_threads(threads), untouched(model), torch.inference_mode():
         used_threads = torch.get_num_threads()
+        device = model_device(model)
+        example_inputs = to_device(example_inputs, device)
         for _ in range(warmup):
             forward(model, example_inputs)
+        synchronize(device)
         for _ in range(repeats):
             start = time.perf_counter()
             forward(model, example_inputs)
+            synchronize(device)
             timings.append((time.perf_counter() - start) * 1000.0)
     return Latency(
         median_ms=statistics.median(timings),

@@ -18,6 +18,7 @@ import torch_pruning as tp
 from torch import nn
 
 from prunetune.errors import PrunetuneError
+from prunetune.runtime import to_device
 from prunetune.pruners.criteria import Criterion, get_criterion
 from prunetune.pruners.calls import ExampleInputs, forward
 from prunetune.pruners.units import UnitGroup, build_graph, unit_groups
@@ -79,7 +80,8 @@ def _calibrate(
     try:
         with torch.enable_grad():
             for inputs, targets in calibration:
-                loss_fn(forward(model, inputs), targets).backward()
+                outputs = forward(model, inputs)
+                loss_fn(outputs, to_device(targets, outputs.device)).backward()
                 batches += 1
     finally:
         for module, mode in training:
