@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from prunetune.objectives.base_training import train_base
+from prunetune.objectives.devices import check_device
 from prunetune.objectives.training import TrainConfig
 from prunetune.zoo.datasets import DataSplits, load_data
 
@@ -27,6 +28,7 @@ def train_base_model(
     limit: int | None = None,
     reconstruction: Mapping[str, Any] | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    device: str = "cpu",
 ) -> tuple[nn.Module, DataSplits, dict[str, float]]:
     """Read `data` (a spec), train `model` on it by `config`, and write a checkpoint to `output`.
 
@@ -34,9 +36,11 @@ def train_base_model(
     Returns the trained model, the data and the metrics written into the checkpoint.
     """
     config.validate()
+    check_device(device, where="--device")
     splits = load_data(data, val_fraction=val_fraction, seed=config.seed, limit=limit)
     net, metrics = train_base(
         model, splits, config=config, model_kwargs=model_kwargs, reconstruction=reconstruction, output=output,
         data_spec=data, data_options={"val_fraction": val_fraction, "seed": config.seed, "limit": limit}, echo=echo,
+        device=device,
     )
     return net, splits, metrics

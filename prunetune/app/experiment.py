@@ -115,7 +115,11 @@ class SearchSection:
 
 @dataclass(frozen=True, kw_only=True)
 class ExecutionSection:
+    """Where trials run: the executor, how many at once, their CPUs, GPUs and device (``auto``: the
+    GPU a trial was given, else the CPU; or ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+
     executor: str = "ray"
+    device: str = "auto"
     workers: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0

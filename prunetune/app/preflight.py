@@ -20,6 +20,7 @@ from torch import nn
 
 from prunetune.app.experiment import Experiment
 from prunetune.errors import PrunetuneError
+from prunetune.objectives.devices import check_device
 from prunetune.pruners import make_method
 from prunetune.search.goals import Goals
 from prunetune.search.storage import check_storage_url, storage_url
@@ -34,7 +35,7 @@ __all__ = ["Checked", "check_experiment", "describe", "goals_of", "load_experime
 #: sampler that takes no constraints but learns from values (the table's ``constraints="penalty"``).
 CONSTRAINT_PENALTY = 1.0
 #: What the runner hands every objective besides its own options (not settable in `objective.options`).
-PROVIDED = ("base", "data", "finetune", "batch_size", "bn_recalibration_batches", "measure_latency")
+PROVIDED = ("base", "data", "finetune", "batch_size", "bn_recalibration_batches", "measure_latency", "device")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Che
     Nothing is written: no run folder, no saved experiment, no base model.
     """
     goals = goals_of(experiment)
+    _check_devices(experiment)
     _check_objective(experiment, goals)
     if run_dir is not None:
         check_storage_url(storage_url(Path(run_dir), experiment.storage))
@@ -81,6 +83,18 @@ def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Che
         search_space=space.distributions, options=experiment.search.sampler_options,
     )
     return Checked(experiment=experiment, goals=goals, data=data, model=model, base=base, space=space)
+
+
+def _check_devices(experiment: Experiment) -> None:
+    """The device exists here (on a cluster, the workers' devices cannot be checked from here)."""
+    execution = experiment.execution
+    local = execution.address is None
+    check_device(execution.device, where="execution.device", here=local)
+    if local and execution.executor == "ray" and execution.gpus_per_trial > 0 and not torch.cuda.is_available():
+        raise PrunetuneError(
+            f"The 'execution.gpus_per_trial' key asks for {execution.gpus_per_trial:g} GPU per trial, but this machine "
+            "has no CUDA device: set it to 0, or run on a cluster with GPUs (--address)."
+        )
 
 
 def _check_methods(methods: Mapping[str, Mapping[str, Any] | None]) -> None:
@@ -176,6 +190,8 @@ def describe(checked: Checked) -> str:
         lines.append(f"  constraints: {'; '.join(map(str, objective.constraints))}")
     where = "a plain loop, no Ray" if execution.executor == "local" else f"Ray, {execution.workers} at once"
     lines.append(f"  sampler: {search.sampler}; {search.trials} trials on {where}")
+    gpus = f", {execution.gpus_per_trial:g} GPU each" if execution.executor == "ray" and execution.gpus_per_trial else ""
+    lines.append(f"  device: {execution.device}{gpus}; precision {objective.finetune.precision}")
     steps = f"{finetune.max_steps} steps" if finetune.max_steps else f"{finetune.epochs} epoch(s)"
     lines.append(
         f"  each trial: prune -> recalibrate BN ({objective.bn_recalibration_batches} batches) -> "

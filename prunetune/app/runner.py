@@ -96,6 +96,7 @@ def prepare_base(
         model.name, splits, config=config, model_kwargs=model.kwargs, reconstruction=reconstruction, output=path,
         **_checkpoint_data(experiment),
         echo=lambda line: echo("  " + line) if line.startswith(shown) else None,
+        device=experiment.execution.device,
     )
 
 
@@ -116,6 +117,7 @@ def build_objective(experiment: Experiment, base: nn.Module, data: DataSplits) -
         "batch_size": section.batch_size,
         "bn_recalibration_batches": section.bn_recalibration_batches,
         "measure_latency": section.measure_latency,
+        "device": experiment.execution.device,
     }
     if section.type == "classification":
         return ClassificationObjective(**common, **section.options)

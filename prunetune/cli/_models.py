@@ -29,6 +29,8 @@ def add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="mixed precision (autocast)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation split carved from training data")
     parser.add_argument("--limit", type=positive_int, default=None, help="use at most this many training records")
     parser.add_argument(
@@ -47,10 +49,11 @@ def _run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, threads=args.threads,
+        precision=args.precision,
     )
     train_base_model(
         model=args.model, data=args.data, output=args.output, config=config, model_kwargs=dict(args.model_arg),
-        val_fraction=args.val_fraction, limit=args.limit, echo=print,
+        val_fraction=args.val_fraction, limit=args.limit, echo=print, device=args.device,
     )
     return 0
 

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunetune.objectives.devices import resolve_device
 from prunetune.objectives.prune_finetune import Task, classification_task
 from prunetune.objectives.training import EpochStats, TrainConfig, evaluate, format_epoch, train
-from prunetune.runtime import torch_threads
+from prunetune.runtime import model_device, torch_threads
 from prunetune.zoo.checkpoint import save_checkpoint
 from prunetune.zoo.datasets import DataSplits
 from prunetune.zoo.models import build_model_for
@@ -38,12 +39,15 @@ def train_base(
     data_spec: str | None = None,
     data_options: Mapping[str, Any] | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    device: str = "cpu",
 ) -> tuple[nn.Module, dict[str, float]]:
     """Build zoo model ``model`` for ``data``, train it, score it, and save it to ``output``.
 
     ``reconstruction`` (the reconstruction objective's options: ``task``, ``normal_class``, ...)
     trains an autoencoder on the rows that objective fine-tunes on; None trains a classifier.
     ``config.batch_size`` sizes the batches, ``config.seed`` the initial weights and their order.
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``auto``) is where it trains; the model
+    returned and saved is on the CPU.
 
     Returns:
         The model and the metrics written into the checkpoint: ``train_loss``, ``val_loss``, the
@@ -53,7 +57,7 @@ def train_base(
     config.validate()
     with torch_threads(config.threads):
         torch.manual_seed(config.seed)
-        net = build_model_for(model, data, model_kwargs)
+        net = build_model_for(model, data, model_kwargs).to(resolve_device(device))
         task, describe = _task(net, data, config, reconstruction)
         echo(f"{model}: {sum(p.numel() for p in net.parameters()):,} parameters; {data.description}")
         train_loader, val_loader, _ = task.loaders(config.seed)
@@ -67,6 +71,7 @@ def train_base(
             metrics["train_accuracy"] = evaluate(net, train_loader).accuracy
         for split in ("val", "test"):
             metrics.update({f"{split}_{name}": value for name, value in task.scores(net, split).items()})
+    net = net.cpu()
     if reconstruction is None:
         echo("  ".join(f"{split} {metrics[f'{split}_accuracy']:.2%}" for split in ("train", "val", "test")))
     else:
@@ -85,7 +90,8 @@ def _task(
 ) -> tuple[Task, Callable[[EpochStats], str]]:
     """The task hooks and the progress line of one epoch."""
     if reconstruction is None:
-        return classification_task(data, config.batch_size), lambda stats: format_epoch(stats, config.epochs)
+        pin = model_device(net).type == "cuda"
+        return classification_task(data, config.batch_size, pin_memory=pin), lambda stats: format_epoch(stats, config.epochs)
     from prunetune.objectives.reconstruction import ReconstructionObjective
 
     objective = ReconstructionObjective(base=net, data=data, finetune=config, batch_size=config.batch_size, **reconstruction)

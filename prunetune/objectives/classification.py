@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from prunetune.objectives.devices import OnDevice
 from prunetune.objectives.metrics import directions_of
 from prunetune.objectives.options import check_trial_options
 from prunetune.objectives.protocol import Report
@@ -56,7 +57,7 @@ class BaseScores:
     test_accuracy: float
 
 
-class ClassificationObjective:
+class ClassificationObjective(OnDevice):
     """Prune a copy of ``base`` by a plan, recalibrate BN, fine-tune, evaluate and measure it.
 
     Args:
@@ -69,6 +70,8 @@ class ClassificationObjective:
             pruning (EagleEye's adaptive BN); None means 20 for a model with BN layers, 0 disables.
         measure_latency: Also time one example's forward pass (``latency_ms``).
         threads: CPU threads for the whole trial (None keeps the current setting).
+        device: Where trials run: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (the GPU the
+            executor assigned, else the CPU); the base model stays on the CPU.
 
     Calling it with ``(plan, report=None)`` returns the metrics named in :attr:`directions`;
     :meth:`take_model` then hands over the model those metrics were measured on.
@@ -95,6 +98,7 @@ class ClassificationObjective:
         bn_recalibration_batches: int | None = None,
         measure_latency: bool = False,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         self.base = base
         self.data = data
@@ -103,6 +107,7 @@ class ClassificationObjective:
         self.bn_recalibration_batches = bn_recalibration_batches
         self.measure_latency = measure_latency
         self.threads = threads
+        self.device = device
         self._base_scores: BaseScores | None = None
         self._last_model: nn.Module | None = None
         self._last_plan: dict[str, Any] | None = None
@@ -169,6 +174,7 @@ class ClassificationObjective:
                 base_val_accuracy=base.val_accuracy,
                 on_pruned=on_pruned,
                 on_epoch=on_epoch,
+                device=self.trial_device(),
             )
         self._last_model = result.model
         self._last_plan = result.plan

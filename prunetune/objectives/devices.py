@@ -16,7 +16,7 @@ import torch
 
 from prunetune.errors import PrunetuneError
 
-__all__ = ["DEVICES", "PRECISIONS", "autocast", "check_device", "resolve_device"]
+__all__ = ["DEVICES", "PRECISIONS", "OnDevice", "autocast", "check_device", "resolve_device"]
 
 #: The forms ``execution.device`` and ``--device`` accept.
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -30,26 +30,27 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def check_device(spec: object, *, where: str = "execution.device") -> str:
-    """``spec`` if this machine has that device; a PrunetuneError naming ``where`` otherwise.
-
-    ``auto`` always passes (it falls back to the CPU).
-    """
+def check_device(spec: object, *, where: str = "execution.device", here: bool = True) -> str:
+    """``spec`` if it names a device (and, with ``here``, one this machine has); else a
+    PrunetuneError naming ``where``. ``auto`` always passes (it falls back to the CPU)."""
+    name = f"The {where} flag" if where.startswith("--") else f"The '{where}' key"
     if not isinstance(spec, str) or not _FORM.match(spec.strip().lower()):
-        raise PrunetuneError(f"The '{where}' key must be one of {', '.join(DEVICES)}. Got {spec!r} instead.")
+        raise PrunetuneError(f"{name} must be one of {', '.join(DEVICES)}. Got {spec!r} instead.")
     spec = spec.strip().lower()
+    if not here:
+        return spec
     if spec.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             raise PrunetuneError(
-                f"The '{where}' key asks for {spec}, but this machine has no CUDA device (torch {torch.__version__}"
+                f"{name} asks for {spec}, but this machine has no CUDA device (torch {torch.__version__}"
                 f"{', a CPU-only build' if torch.version.cuda is None else ''}). Use 'auto' or 'cpu'."
             )
         index = int(spec.partition(":")[2] or 0)
         if index >= count:
-            raise PrunetuneError(f"The '{where}' key asks for {spec}, but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}.")
+            raise PrunetuneError(f"{name} asks for {spec}, but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}.")
     if spec == "mps" and not _mps_available():
-        raise PrunetuneError(f"The '{where}' key asks for mps, but Apple's MPS is not available here. Use 'auto' or 'cpu'.")
+        raise PrunetuneError(f"{name} asks for mps, but Apple's MPS is not available here. Use 'auto' or 'cpu'.")
     return spec
 
 
@@ -76,3 +77,19 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+class OnDevice:
+    """What an objective needs to run its trials on a device: a ``device`` spec (``auto``, ``cpu``,
+    ``cuda:N``, ...) and, on a Ray worker, the GPUs Ray assigned to it (:meth:`assign_gpus`)."""
+
+    device: str = "cpu"
+    _gpu_ids: list[object] | None = None
+
+    def assign_gpus(self, gpu_ids: Sequence[object] | None) -> None:
+        """Called by the executor in the process that runs the trials (None: not on Ray)."""
+        self._gpu_ids = None if gpu_ids is None else list(gpu_ids)
+
+    def trial_device(self) -> torch.device:
+        """Where this process runs the next trial."""
+        return resolve_device(self.device, self._gpu_ids)

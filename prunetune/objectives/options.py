@@ -7,7 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from prunetune.errors import bad_parameter
+from prunetune.errors import PrunetuneError, bad_parameter
+from prunetune.objectives.devices import DEVICES, check_device
 from prunetune.objectives.training import TrainConfig
 
 __all__ = ["bad_option", "check_trial_options", "is_int"]
@@ -48,3 +49,7 @@ def check_trial_options(owner: str, objective: Any) -> None:
     threads = objective.threads
     if threads is not None and (not is_int(threads) or threads < 1):
         bad("threads", "None or an integer >= 1")
+    try:
+        check_device(getattr(objective, "device", "cpu"), here=False)
+    except PrunetuneError:
+        bad("device", f"one of {', '.join(DEVICES)}")

@@ -48,15 +48,15 @@ class Task:
     epoch_score: bool = True
 
 
-def classification_task(data: DataSplits, batch_size: int) -> Task:
+def classification_task(data: DataSplits, batch_size: int, *, pin_memory: bool = False) -> Task:
     """Classifiers: cross-entropy on the data's batches, scored by top-1 accuracy."""
     cache: dict[int, Loaders] = {}
 
     def loaders(seed: int) -> Loaders:
-        return data.loaders(batch_size, seed=seed)
+        return data.loaders(batch_size, seed=seed, pin_memory=pin_memory)
 
     def scores(model: nn.Module, split: str) -> dict[str, float]:
-        loader = cache.setdefault(0, data.loaders(batch_size, seed=0))
+        loader = cache.setdefault(0, data.loaders(batch_size, seed=0, pin_memory=pin_memory))
         return {"accuracy": evaluate(model, loader.val if split == "val" else loader.test).accuracy}
 
     return Task(loaders=loaders, scores=scores, loss_fn=None, epoch_score=False)
@@ -153,6 +153,7 @@ def prune_and_finetune(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_epoch_score: Callable[[EpochStats, float], None] | None = None,
     task: Task | None = None,
+    device: torch.device | str | None = None,
 ) -> PruneResult:
     """Prune a copy of `base` by `plan`, recalibrate its BN layers, fine-tune it, evaluate on val and test.
 
@@ -178,9 +179,11 @@ def prune_and_finetune(
         on_epoch: Called with each fine-tuning epoch's statistics.
         on_epoch_score: Called after each epoch with its statistics and the main validation score.
         task: What the model learns and how it is scored; None: a classifier of ``data``.
+        device: Where the pruned copy is made, fine-tuned, evaluated and timed (None: the base's).
     """
     started = time.perf_counter()
-    task = task if task is not None else classification_task(data, batch_size)
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    task = task if task is not None else classification_task(data, batch_size, pin_memory=on_gpu)
     example = torch.zeros(1, *data.input_shape)
     train_loader, val_loader, _ = task.loaders(finetune.seed)
     # Calibration draws from its own loader, so fine-tuning sees the same batches with or without it.
@@ -205,6 +208,7 @@ def prune_and_finetune(
         evaluate=val_score,
         recalibrate=recalibrate,
         loss_fn=task.loss_fn,
+        device=torch.device(device) if device is not None else None,
     )
     pruned, applied = apply_plan_staged(base, plan, context)
     recalibrate(pruned)

@@ -33,6 +33,7 @@ from torch.utils.data import TensorDataset
 
 from prunetune.errors import PrunetuneError
 from prunetune.objectives.classification import REPORT_ACCURACY, REPORT_COMPRESSION
+from prunetune.objectives.devices import OnDevice
 from prunetune.objectives.metrics import directions_of
 from prunetune.objectives.options import bad_option, check_trial_options, is_int
 from prunetune.objectives.protocol import Report
@@ -40,7 +41,7 @@ from prunetune.objectives.prune_finetune import Task, prune_and_finetune, size_m
 from prunetune.objectives.base_training import train_base
 from prunetune.objectives.training import EpochStats, TrainConfig
 from prunetune.pruners import Measurement, Plan, measure
-from prunetune.runtime import torch_threads
+from prunetune.runtime import model_device, to_device, torch_threads
 from prunetune.zoo.datasets import DataSplits, Loaders
 
 __all__ = [
@@ -167,10 +168,11 @@ def reconstruction_errors(model: nn.Module, inputs: torch.Tensor, *, batch_size:
     model.eval()
     errors = []
     try:
+        device = model_device(model)
         for start in range(0, len(inputs), batch_size):
-            batch = inputs[start : start + batch_size]
+            batch = to_device(inputs[start : start + batch_size], device)
             outputs = model(batch)
-            errors.append(((outputs.flatten(1) - batch.flatten(1)) ** 2).mean(1))
+            errors.append(((outputs.flatten(1).float() - batch.flatten(1)) ** 2).mean(1).cpu())
     finally:
         model.train(was_training)
     return torch.cat(errors).double().numpy() if errors else np.zeros(0)
@@ -184,12 +186,13 @@ def encoder_codes(model: nn.Module, inputs: torch.Tensor, *, code_module: str, b
     """
     module = model.get_submodule(code_module)
     codes: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, output: codes.append(output.flatten(1)))
+    handle = module.register_forward_hook(lambda _m, _i, output: codes.append(output.flatten(1).cpu()))
     was_training = model.training
     model.eval()
     try:
+        device = model_device(model)
         for start in range(0, len(inputs), batch_size):
-            model(inputs[start : start + batch_size])
+            model(to_device(inputs[start : start + batch_size], device))
     finally:
         handle.remove()
         model.train(was_training)
@@ -212,7 +215,7 @@ def anomaly_scores(errors: np.ndarray, labels: np.ndarray, *, normal_class: int 
     }
 
 
-class ReconstructionObjective:
+class ReconstructionObjective(OnDevice):
     """Prune a copy of an autoencoder by a plan, fine-tune it to reconstruct, score its task.
 
     Args:
@@ -232,6 +235,8 @@ class ReconstructionObjective:
         bn_recalibration_batches: As in ClassificationObjective (None: 20 with BN layers, else 0).
         measure_latency: Also time one example's forward pass (``latency_ms``).
         threads: CPU threads for the whole trial (None keeps the current setting).
+        device: Where trials run: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (the GPU the
+            executor assigned, else the CPU); the base model stays on the CPU.
 
     Calling it with ``(plan, report=None)`` returns the metrics named in :attr:`directions`.
     ``report(step, values)`` gets ``val_accuracy`` (the main score), ``compression`` and
@@ -259,6 +264,7 @@ class ReconstructionObjective:
         bn_recalibration_batches: int | None = None,
         measure_latency: bool = False,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         self.base = base
         self.data = data
@@ -272,6 +278,7 @@ class ReconstructionObjective:
         self.bn_recalibration_batches = bn_recalibration_batches
         self.measure_latency = measure_latency
         self.threads = threads
+        self.device = device
         self._base_scores: ReconstructionScores | None = None
         self._last_model: nn.Module | None = None
         self._last_plan: dict[str, Any] | None = None
@@ -400,6 +407,7 @@ class ReconstructionObjective:
             bn_recalibration_batches=self.bn_recalibration_batches, latency=self.measure_latency,
             latency_threads=self.threads, base_measurement=base.measurement, base_val_accuracy=base.val_accuracy,
             on_pruned=on_pruned, on_epoch_score=on_epoch_score if report is not None else None, task=self.as_task(),
+            device=self.trial_device(),
         )
         metrics = self._metrics(base, result.val_scores, result.test_scores, accuracy_pruned=result.val_accuracy_pruned)
         metrics.update(size_metrics(base.measurement, result.pruned))

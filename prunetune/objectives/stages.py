@@ -41,6 +41,7 @@ class StageContext:
         evaluate: ``model -> validation accuracy``.
         recalibrate: Re-estimate the BN statistics of a model in place (a no-op without BN).
         loss_fn: The training loss (cross-entropy for classifiers).
+        device: Where the pruned copy lives and trains (the base stays where it is).
     """
 
     example_inputs: torch.Tensor
@@ -52,6 +53,7 @@ class StageContext:
     evaluate: Callable[[nn.Module], float]
     recalibrate: Callable[[nn.Module], None]
     loss_fn: nn.Module | None = None
+    device: torch.device | None = None
 
 
 class Stage(Protocol):
@@ -94,6 +96,8 @@ def apply_plan_staged(base: nn.Module, plan: Any, context: StageContext) -> tupl
     plan = plan if isinstance(plan, Plan) else Plan.from_dict(plan)
     plan.validate(base, context.example_inputs)
     model = copy.deepcopy(base)
+    if context.device is not None:
+        model.to(context.device)
     applied: dict[str, Any] = {}
     for name in METHODS:
         if name not in plan.sections:

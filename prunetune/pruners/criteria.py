@@ -125,7 +125,7 @@ def _mean_over_layers(
     for score, indices in zip(scores, root_indices):
         if any(index is None for index in indices):
             continue
-        total.scatter_add_(0, torch.tensor(indices, dtype=torch.long), score.to(torch.float32))
+        total.scatter_add_(0, torch.tensor(indices, dtype=torch.long), score.detach().to("cpu", torch.float32))
         layers += 1
     return total / layers if layers else None
 

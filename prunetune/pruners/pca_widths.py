@@ -140,7 +140,7 @@ def explained_variance(
             if positions.shape[1] > per_sample:
                 chosen = torch.randperm(positions.shape[1], generator=generator)[:per_sample]
                 positions = positions[:, chosen]
-            block = positions.reshape(-1, data.shape[1])[: max_rows - kept[name]].to(torch.float64).clone()
+            block = positions.reshape(-1, data.shape[1])[: max_rows - kept[name]].to("cpu", torch.float64).clone()
             rows[name].append(block)
             kept[name] += block.shape[0]
 

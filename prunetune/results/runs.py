@@ -22,6 +22,7 @@ from prunetune.objectives.metrics import METRICS
 from prunetune.search.ledger import (
     ATTR_CURVE,
     ATTR_FAIL_REASON,
+    ATTR_DEVICE,
     ATTR_HOST,
     ATTR_METRICS,
     ATTR_NODE,
@@ -49,7 +50,7 @@ Objectives = Sequence[str] | Sequence[tuple[str, str]] | Mapping[str, str] | Non
 
 #: Columns of :attr:`Run.trials` that are not metrics.
 FIXED_COLUMNS = (
-    "number", "state", "feasible", "interrupted", "fail_reason", "node", "hostname",
+    "number", "state", "feasible", "interrupted", "fail_reason", "node", "hostname", "device",
     "seconds", "datetime_start", "datetime_complete", "plan", "curve",
 )
 
@@ -467,6 +468,7 @@ def _frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
                 "fail_reason": attrs.get(ATTR_FAIL_REASON),
                 "node": attrs.get(ATTR_NODE),
                 "hostname": attrs.get(ATTR_HOST),
+                "device": attrs.get(ATTR_DEVICE),
                 "seconds": float(seconds) if seconds is not None else math.nan,
                 "datetime_start": trial.datetime_start,
                 "datetime_complete": trial.datetime_complete,

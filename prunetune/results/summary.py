@@ -150,8 +150,20 @@ def answer_lines(summary: RunSummary) -> list[str]:
         else:
             text = f"trial {answer} ({_describe(run, answer)})" if answer is not None else _closest(run, key)
         lines.append(f"{label}: {text}")
+    devices = _devices(run)
+    if devices:
+        lines.append(f"measured on: {devices} (fine-tuning, accuracy and latency of each trial)")
     lines.extend(summary.notes)
     return lines
+
+
+def _devices(run: Run) -> str:
+    """The devices the completed trials ran on, with counts ("cuda:0 (12), cpu (3)"); "" if none recorded."""
+    frame = run.trials
+    if "device" not in frame.columns:
+        return ""
+    counts = frame.loc[frame["state"] == "COMPLETE", "device"].dropna().value_counts()
+    return ", ".join(f"{device} ({count})" for device, count in counts.items())
 
 
 def _closest(run: Run, key: str) -> str:

@@ -79,6 +79,7 @@ def trainable(
         node=node,
         sink=lambda step, values: tune.report({"step": step, VALUES: json.dumps({k: float(v) for k, v in values.items()})}),
         keep_weights=keeper is not None,
+        gpu_ids=ray.get_gpu_ids(),
     )
     weights = outcome.pop("weights", None)
     if weights is not None:

@@ -23,6 +23,7 @@ from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage
 
 __all__ = [
     "ATTR_CURVE",
+    "ATTR_DEVICE",
     "check_storage_url",
     "ATTR_FAIL_REASON",
     "ATTR_INTERRUPTED",
@@ -47,6 +48,7 @@ ATTR_METRICS = "metrics"
 ATTR_CURVE = "curve"
 ATTR_NODE = "node"
 ATTR_HOST = "hostname"
+ATTR_DEVICE = "device"
 ATTR_TIMES = "times"
 ATTR_LOG = "log"
 ATTR_ATTEMPTS = "attempts"
@@ -121,7 +123,7 @@ def store_outcome(
     trial: optuna.trial.Trial, outcome: Mapping[str, Any], goals: Goals
 ) -> tuple[TrialState, list[float] | None]:
     """Write a trial's plan, metrics, node, timings and reason; say how it ended (and its values)."""
-    for key in (ATTR_PLAN, ATTR_METRICS, ATTR_CURVE, ATTR_NODE, ATTR_HOST, ATTR_TIMES, ATTR_LOG, ATTR_ATTEMPTS, ATTR_TRACEBACK):
+    for key in (ATTR_PLAN, ATTR_METRICS, ATTR_CURVE, ATTR_NODE, ATTR_HOST, ATTR_DEVICE, ATTR_TIMES, ATTR_LOG, ATTR_ATTEMPTS, ATTR_TRACEBACK):
         if outcome.get(key) is not None:
             trial.set_user_attr(key, outcome[key])
     status = outcome.get("status")

@@ -11,7 +11,7 @@ import math
 import socket
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prunetune.runtime import torch_threads
@@ -41,12 +41,15 @@ def run_trial(
     threads: int | None = None,
     node: str | None = None,
     keep_weights: bool = False,
+    gpu_ids: Sequence[object] | None = None,
 ) -> dict[str, Any]:
     """Run `objective` on the plan of `params`; never raises for the objective's own failures.
 
     With `keep_weights`, a completed trial's outcome carries `weights`: the bytes of the model the
     objective evaluated (when it offers `take_model()`), for the driver to keep; it is taken out
-    before the outcome goes into the ledger.
+    before the outcome goes into the ledger. ``gpu_ids`` are the GPUs Ray gave this worker (None
+    off Ray): an objective that runs on a device (``assign_gpus``) places its trial by them, and
+    the outcome records the device.
     """
     started = time.time()
     curve: dict[str, dict[str, float]] = {}
@@ -61,6 +64,9 @@ def run_trial(
 
     try:
         space.register_methods()  # a user's method, shipped to this worker inside the space
+        if callable(getattr(objective, "assign_gpus", None)):
+            objective.assign_gpus(gpu_ids)
+            outcome["device"] = str(objective.trial_device())
         plan = space.plan(params)
         outcome["plan"] = plan.to_dict()
         with torch_threads(threads):
