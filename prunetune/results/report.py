@@ -115,6 +115,7 @@ def _front_records(summary: RunSummary) -> list[dict[str, Any]]:
                 "marks": marks.get(int(number), ""),
                 "metrics": {name: float(row[name]) for name in metric_names if is_finite_number(row[name])},
                 "node": row["node"] if isinstance(row["node"], str) else None,
+                "device": row["device"] if isinstance(row.get("device"), str) else None,
                 "seconds": float(row["seconds"]) if is_finite_number(row["seconds"]) else None,
                 "plan": row["plan"] if isinstance(row["plan"], dict) else None,
             }
@@ -131,9 +132,10 @@ def _write_csv(summary: RunSummary, path: Path) -> Path:
     for record in _front_records(summary):
         row: dict[str, Any] = {"trial": record["trial"], "marks": record["marks"]}
         row.update({name: record["metrics"].get(name) for name in metric_names})
-        row.update({"node": record["node"], "seconds": record["seconds"], "plan": json.dumps(record["plan"], sort_keys=True)})
+        row.update({"node": record["node"], "device": record["device"], "seconds": record["seconds"],
+                    "plan": json.dumps(record["plan"], sort_keys=True)})
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["trial", "marks", *metric_names, "node", "seconds", "plan"])
+    frame = pd.DataFrame(rows, columns=["trial", "marks", *metric_names, "node", "device", "seconds", "plan"])
     return write_text(path, frame.to_csv(index=False))
 
 

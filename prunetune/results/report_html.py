@@ -359,6 +359,8 @@ def _hover(row: pd.Series, x_name: str, y_name: str) -> str:
     for name in dict.fromkeys([y_name, x_name, *HOVER_METRICS]):
         if name != "number" and name in row.index and is_finite_number(row[name]):
             lines.append(f"{_e(metric_title(name))}: {_e(format_metric(name, row[name]))}")
+    if isinstance(row.get("device"), str):
+        lines.append(f"device: {_e(row['device'])}")
     if row["state"] == "PRUNED" and "val_accuracy" in row.index and is_finite_number(row["val_accuracy"]):
         lines.append(f"val_accuracy when stopped: {float(row['val_accuracy']):.4g}")
     reason = row.get("fail_reason")
