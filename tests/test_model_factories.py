@@ -17,7 +17,8 @@ from prunetune.zoo import load_checkpoint
 from prunetune.zoo.models import build_model, resolve_model_kwargs
 
 FACTORIES = Path(__file__).resolve().parent / "models_for_tests.py"
-SEPARABLE = f"{FACTORIES}:separable_net"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_model_and_data.py"
+SEPARABLE = f"{EXAMPLE}:separable_net"
 
 
 def test_a_kwargs_factory_gets_num_classes_and_in_channels_only() -> None:
@@ -26,7 +27,7 @@ def test_a_kwargs_factory_gets_num_classes_and_in_channels_only() -> None:
     model = build_model(SEPARABLE, **kwargs, width=8)
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     # A declared signature gets what it declares, input_size included.
-    declared = resolve_model_kwargs(f"{FACTORIES}:SeparableNet", (3, 32, 32), 4)
+    declared = resolve_model_kwargs(f"{EXAMPLE}:SeparableNet", (3, 32, 32), 4)
     assert declared == {"num_classes": 4, "in_channels": 3}
 
 

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from prunetune.errors import PrunetuneError
+from prunetune.objectives.devices import check_device, resolve_device
 from prunetune.files import write_text
 from prunetune.pruners import apply_plan, measure
 from prunetune.pruners.discriminative import (
@@ -147,6 +148,7 @@ def dlp_report(
     macs_reduction: float | None = None,
     filters: float | None = None,
     batch_size: int = 256,
+    device: str = "auto",
 ) -> DLPReport:
     """Rank a checkpoint's droppable units and, given one budget, choose and check the drop set.
 
@@ -167,6 +169,7 @@ def dlp_report(
         check_filters(filters)
     if score not in SCORES:
         raise PrunetuneError(f"The 'score' parameter of dlp_report must be one of {', '.join(SCORES)}. Got {score!r} instead.")
+    check_device(device, where="--device")
     checkpoint = load_checkpoint(checkpoint_path)
     if checkpoint.input_shape is None:
         raise PrunetuneError(f"{checkpoint_path} records no input shape.")
@@ -174,7 +177,7 @@ def dlp_report(
     if spec is None:
         raise PrunetuneError(f"{checkpoint_path} records no data spec: pass --data.")
     splits = load_data(spec, **checkpoint.data_options)
-    model = checkpoint.build()
+    model = checkpoint.build().to(resolve_device(device))  # the PLS fits run on the CPU
     example = torch.zeros(1, *checkpoint.input_shape)
     candidates = {candidate.name: candidate for candidate in droppable_units(model, example)}
     if not candidates:

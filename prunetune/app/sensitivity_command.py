@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
+from prunetune.objectives.devices import check_device, resolve_device
 from prunetune.objectives.sensitivity import SensitivityRow, check_arguments, sensitivity_analysis
 from prunetune.objectives.training import TrainConfig
 from prunetune.runtime import torch_threads
@@ -33,12 +34,14 @@ def run_sensitivity_command(
     threads: int | None,
     output: str | os.PathLike[str],
     echo: Callable[[str], None] = print,
+    device: str = "auto",
 ) -> int:
     """`prunetune sensitivity`: check everything, analyse, write DIR/sensitivity.{csv,md,png}, print.
 
     Progress goes to stderr, one line per evaluation; nothing is written when an input is bad.
     """
     check_arguments(method, ratios, criterion, batch_size)
+    check_device(device, where="--device")
     output = Path(output).expanduser()
     if output.exists() and not output.is_dir():
         raise PrunetuneError(f"--output {output} is a file; name a folder for sensitivity.csv, .md and .png.")
@@ -64,7 +67,7 @@ def run_sensitivity_command(
     with torch_threads(threads):
         table = sensitivity_analysis(
             saved.build(), splits, method=method, ratios=ratios, finetune=finetune, batch_size=batch_size,
-            bn_recalibration_batches=bn_batches, criterion=criterion, progress=report,
+            bn_recalibration_batches=bn_batches, criterion=criterion, progress=report, device=resolve_device(device),
         )
     output.mkdir(parents=True, exist_ok=True)
     table.to_csv(output / "sensitivity.csv")

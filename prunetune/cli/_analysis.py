@@ -34,6 +34,7 @@ def add_sensitivity(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for the three files")
+    parser.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:N or mps")
     parser.set_defaults(handler=_run_sensitivity)
 
 
@@ -44,7 +45,7 @@ def _run_sensitivity(args: argparse.Namespace) -> int:
         checkpoint=args.model, data=args.data, method=args.method, ratios=floats(args.ratios, "--ratios"),
         criterion=args.criterion, finetune_epochs=args.finetune_epochs, finetune_steps=args.finetune_steps,
         lr=args.lr, bn_batches=args.bn_batches, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-        output=args.output,
+        output=args.output, device=args.device,
     )
 
 
@@ -69,6 +70,7 @@ def add_dlp(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--filters", type=float, default=None, metavar="R", help="cascade: prune ratio R of every kept filter unit")
     parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="DIR", help="folder for dlp.json and dlp.md")
+    parser.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:N or mps")
     parser.set_defaults(handler=_run_dlp)
 
 
@@ -86,7 +88,7 @@ def _run_dlp(args: argparse.Namespace) -> int:
     with torch_threads(args.threads):
         report = dlp_report(
             args.model, data=args.data, samples=args.samples, n_components=args.components, score=args.score,
-            drop=args.drop, macs_reduction=args.flops_reduction, filters=args.filters,
+            drop=args.drop, macs_reduction=args.flops_reduction, filters=args.filters, device=args.device,
         )
     print(report.table())
     for line in report.summary():

@@ -198,6 +198,7 @@ def sensitivity_analysis(
     criterion: str = "l1",
     units: Iterable[str] | None = None,
     progress: Progress | None = None,
+    device: torch.device | str | None = None,
 ) -> SensitivityTable:
     """Prune each unit alone at each ratio and measure it as a trial would.
 
@@ -214,6 +215,7 @@ def sensitivity_analysis(
         criterion: Filter criterion (filters only).
         units: Only these units (default: all).
         progress: Called after each evaluation.
+        device: Where each pruned copy is fine-tuned and evaluated (None: where the base is).
 
     Returns:
         One row per (unit, ratio).
@@ -247,6 +249,7 @@ def sensitivity_analysis(
                 bn_recalibration_batches=bn_recalibration_batches,
                 base_measurement=base_measurement,
                 base_val_accuracy=base_accuracy,
+                device=device,
             )
             metrics = result.metrics(base_val_accuracy=base_accuracy)
             row = SensitivityRow(
