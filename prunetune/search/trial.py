@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from prunetune.runtime import torch_threads
+from prunetune.runtime import model_device, torch_threads
 from prunetune.search.space import SearchSpace
 
 __all__ = ["ReportSink", "StopCheck", "StopTrial", "run_trial"]
@@ -79,6 +79,8 @@ def run_trial(
         if applied is not None:
             outcome["plan"] = dict(applied)
         model = _take_model(objective)
+        if model is not None:  # where the evaluated weights actually lived
+            outcome["device"] = str(model_device(model))
         if keep_weights and model is not None:
             from prunetune.search.weights import model_bytes
 
