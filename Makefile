@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_overhead.py
 	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python benchmarks/sample_efficiency.py
 	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python benchmarks/early_stopping.py
+	PRUNETUNE_DATASETS=$(DATASETS) $(BIN)/python benchmarks/devices.py
 
 # Headless Chromium for the report.html browser test (a slow test; it skips, saying why, without one).
 # Not a prerequisite of `test`: apt-get needs root, the network and a few hundred MB, and must not run
