@@ -244,9 +244,24 @@ def _at_least(path: str, value: float | None, least: float) -> None:
         bad_key(path, value, f">= {least:g}")
 
 
+def _shorthand(data: Any) -> Any:
+    """The forms people write first: ``model: runs/base.pt`` (a checkpoint), ``model: lenet5`` (a zoo
+    name or ``module:callable``) and ``data: "mnist:PATH"`` (a spec), as their mappings."""
+    if not isinstance(data, Mapping):
+        return data
+    data = dict(data)
+    model = data.get("model")
+    if isinstance(model, str):
+        is_checkpoint = model.endswith((".pt", ".pth")) and not model.rpartition(":")[2].isidentifier()
+        data["model"] = {"checkpoint": model} if is_checkpoint else {"name": model}
+    if isinstance(data.get("data"), str):
+        data["data"] = {"spec": data["data"]}
+    return data
+
+
 def experiment_from_dict(data: Any) -> Experiment:
     """Parse and check a whole experiment (everything a file can get wrong, before any work)."""
-    experiment = _parse_section(Experiment, data, "")
+    experiment = _parse_section(Experiment, _shorthand(data), "")
     search, execution, objective = experiment.search, experiment.execution, experiment.objective
     _choice("search.sampler", search.sampler, SAMPLERS)
     _choice("execution.executor", execution.executor, EXECUTORS)

@@ -74,7 +74,10 @@ def _run_run(args: argparse.Namespace) -> int:
     if rows:
         console.print(front_table(rows, title=f"Pareto front of {run_dir} ({len(rows)} trials)"))
     else:
-        console.print(f"No completed trial in {run_dir}: every trial failed or was stopped (see the ledger's fail reasons).")
+        from prunetune.results import load_run
+        from prunetune.results.summary import summarise
+
+        print(summarise(load_run(run_dir)).message or f"No front for {run_dir}.")
     print(f"ledger: {storage_url(run_dir, experiment.storage)}  (optuna-dashboard opens it on localhost)")
     return 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunetune.errors import PrunetuneError, is_finite_number
-from prunetune.objectives.metrics import METRICS
+from prunetune.objectives.metrics import METRICS, format_metric
 from prunetune.results.runs import Run
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def summarise(run: Run, queries: Queries = Queries()) -> RunSummary:
 def _nothing_message(run: Run, summary: RunSummary) -> str:
     counts = summary.counts
     if counts["complete"]:
-        what = f"none of its {counts['complete']} completed trials meets the constraints ({', '.join(run.constraints)})"
+        what = f"{counts['complete']} completed, none within {' and '.join(run.constraints)}{_closest_feasible(run)}"
     elif counts["total"] == 0:
         what = "no trial has run yet"
     else:
@@ -131,6 +131,26 @@ def _nothing_message(run: Run, summary: RunSummary) -> str:
         what = "no trial completed (" + ", ".join(parts) + ")"
     reason = f"; most common failure: {summary.fail_reasons[0][0]} ({summary.fail_reasons[0][1]}x)" if summary.fail_reasons else ""
     return f"No front for {run.path}: {what}{reason}."
+
+
+def _closest_feasible(run: Run) -> str:
+    """'; closest 2.78 pp (trial 3)': the completed trial nearest to meeting every constraint."""
+    from prunetune.search.goals import parse_constraint
+
+    done = run.trials[run.trials["state"] == "COMPLETE"]
+    bounds = [parse_constraint(text) for text in run.constraints]
+    bounds = [(name, op, bound) for name, op, bound in bounds if name in done.columns]
+    if done.empty or not bounds:
+        return ""
+
+    def excess(row: Any) -> float:
+        return sum(max(0.0, (row[n] - b) if op == "<=" else (b - row[n])) for n, op, b in bounds if is_finite_number(row[n]))
+
+    number = min(done.index, key=lambda index: (excess(done.loc[index]), index))
+    name = bounds[0][0]
+    value = format_metric(name, done.loc[number, name])
+    unit = " pp" if name in METRICS and METRICS[name].kind == "points" else ""
+    return f"; closest {value}{unit} (trial {number})"
 
 
 def answer_lines(summary: RunSummary) -> list[str]:
