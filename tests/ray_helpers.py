@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 import yaml
 
-from prunetune.search.ledger import STUDY_NAME
+from prunetune.search.ledger import run_study_name
 
 #: Objectives for engine tests, loaded from a file by the experiment (so Ray must ship them by value).
 OBJECTIVES = '''
@@ -119,7 +119,7 @@ def write_experiment(path: Path, data: Mapping[str, Any]) -> Path:
 
 def load_ledger(run_dir: Path) -> optuna.Study:
     """The run's study, opened after its driver has finished."""
-    return optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{run_dir / 'study.db'}")
+    return optuna.load_study(study_name=run_study_name(run_dir), storage=f"sqlite:///{run_dir / 'study.db'}")
 
 
 def peek_states(run_dir: Path) -> dict[int, str]:

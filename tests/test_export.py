@@ -15,7 +15,7 @@ from prunetune.cli import main
 from prunetune.objectives import evaluate
 from prunetune.app.experiment import experiment_from_dict
 from prunetune.results.export import export_trial, torchscript_path
-from prunetune.search.ledger import STUDY_NAME
+from prunetune.search.ledger import run_study_name
 from prunetune.app.runner import run_experiment
 from prunetune.results.runs import Run, load_run
 from prunetune.search.weights import load_kept_weights, weights_path
@@ -173,7 +173,7 @@ def test_front_keeps_only_the_fronts_weights(run_dir: Path, tmp_path: Path) -> N
 def failed_run(run_dir: Path, tmp_path: Path) -> tuple[Path, int]:
     copy = tmp_path / "failed-run"
     shutil.copytree(run_dir, copy)
-    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{copy / 'study.db'}")
+    study = optuna.load_study(study_name=run_study_name(copy), storage=f"sqlite:///{copy / 'study.db'}")
     trial = study.ask()
     trial.set_user_attr("fail_reason", "RuntimeError: out of memory")
     study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -16,7 +16,7 @@ from prunetune.objectives import ClassificationObjective, TrainConfig
 from prunetune.pruners import Plan
 from prunetune.search import OptunaObjective, SearchSpace
 from prunetune.app.experiment import Experiment, experiment_from_dict
-from prunetune.search.ledger import ATTR_FAIL_REASON, ATTR_METRICS, ATTR_PLAN, STUDY_NAME, finished_trials
+from prunetune.search.ledger import ATTR_FAIL_REASON, ATTR_METRICS, ATTR_PLAN, finished_trials, run_study_name
 from prunetune.app.runner import run_experiment
 from prunetune.zoo import build_model, load_data
 
@@ -35,7 +35,7 @@ def fast_experiment(**changes: object) -> Experiment:
 
 
 def load_study(run_dir: Path) -> optuna.Study:
-    return optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{run_dir / 'study.db'}")
+    return optuna.load_study(study_name=run_study_name(run_dir), storage=f"sqlite:///{run_dir / 'study.db'}")
 
 
 def test_every_trial_records_its_plan_and_metrics(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from prunetune.search.ledger import (
     ATTR_CURVE,
     ATTR_METRICS,
     RunLock,
+    claim_study_name,
     finished_trials,
     mark_interrupted,
     open_study,
@@ -169,6 +170,7 @@ def run_experiment(
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         _check_same_experiment(run_dir, experiment)
+        study_name = claim_study_name(run_dir, experiment.name)
         _save_experiment(run_dir, experiment)
         base, _ = prepare_base(experiment, run_dir, data, echo)
         objective = build_objective(experiment, base, data)
@@ -189,7 +191,7 @@ def run_experiment(
             )
 
         sampler = make_sampler(experiment.seed)
-        study = open_study(storage_url(run_dir, experiment.storage), goals=goals, sampler=sampler)
+        study = open_study(storage_url(run_dir, experiment.storage), goals=goals, sampler=sampler, study_name=study_name)
         before = len(study.get_trials(deepcopy=False))
         if before and SAMPLERS[search.sampler].reseed_on_resume:
             # Restarted on its seed, such a sampler replays its random stream from the start and hands

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prunetune.cli._args import positive_int
 
-__all__ = ["add_export", "add_report", "add_run"]
+__all__ = ["add_export", "add_report", "add_run", "add_runs"]
 
 
 def add_run(commands: argparse._SubParsersAction) -> None:
@@ -155,3 +155,31 @@ def _figure(name: str, value: float | None) -> str:
     from prunetune.objectives.metrics import format_metric
 
     return "-" if value is None else format_metric(name, value)
+
+
+def add_runs(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "runs",
+        help="list the runs a storage holds (one study each) with their trials per outcome",
+        description="Every run's study in an Optuna storage (a database several runs share), oldest first.",
+    )
+    parser.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///shared.db or postgresql://...")
+    parser.set_defaults(handler=_run_runs)
+
+
+def _run_runs(args: argparse.Namespace) -> int:
+    from prunetune.search.ledger import list_runs
+    from prunetune.search.storage import check_storage_url
+
+    check_storage_url(args.storage)
+    rows = list_runs(args.storage)
+    if not rows:
+        print(f"{args.storage} holds no run.")
+        return 0
+    width = max(len("study"), *(len(row["study"]) for row in rows))
+    columns = ("trials", "complete", "pruned", "failed", "interrupted", "running")
+    print(f"{'study':<{width}}  {'started':<19}  " + "  ".join(f"{name:>11}" for name in columns))
+    for row in rows:
+        started = row["started"].strftime("%Y-%m-%d %H:%M:%S") if row["started"] else "-"
+        print(f"{row['study']:<{width}}  {started:<19}  " + "  ".join(f"{row[name]:>11}" for name in columns))
+    return 0

@@ -28,7 +28,7 @@ from prunetune.search.ledger import (
     ATTR_NODE,
     ATTR_PLAN,
     ATTR_TIMES,
-    STUDY_NAME,
+    run_study_name,
     is_interrupted,
     storage_url,
 )
@@ -126,9 +126,9 @@ class Run:
             raise PrunetuneError(f"{self.path} is not a run folder: study.db is missing.")
         url = storage_url(self.path, self.experiment.storage)
         try:
-            self.study: optuna.Study = open_readonly(url, STUDY_NAME)
+            self.study: optuna.Study = open_readonly(url, run_study_name(self.path))
         except KeyError:
-            raise PrunetuneError(f"{url} holds no study named {STUDY_NAME!r}: {self.path} is not a run folder.") from None
+            raise PrunetuneError(f"{url} holds no study named {run_study_name(self.path)!r}: {self.path} is not a run folder.") from None
         names = self.study.metric_names or list(self.experiment.objective.objectives)
         self.objectives: list[tuple[str, str]] = [
             (name, direction.name.lower()) for name, direction in zip(names, self.study.directions, strict=True)

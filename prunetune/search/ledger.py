@@ -8,6 +8,7 @@ any Optuna storage URL otherwise). This module is the one place that knows the a
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import warnings
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import PrunetuneError
+from prunetune.files import write_text
 from prunetune.search.goals import Goals
 from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, storage_url, trial_id
 
@@ -31,18 +33,25 @@ __all__ = [
     "ATTR_NODE",
     "ATTR_PLAN",
     "RunLock",
+    "STUDY_FILE",
     "STUDY_NAME",
+    "claim_study_name",
     "finished_trials",
     "generation_of",
     "is_interrupted",
+    "list_runs",
     "mark_interrupted",
     "open_study",
     "record_outcome",
+    "run_study_name",
     "store_outcome",
     "storage_url",
 ]
 
+#: The study of a run folder made before each run had its own study name.
 STUDY_NAME = "prunetune"
+#: The file in a run folder that holds the name of the run's study in its storage.
+STUDY_FILE = "study-name"
 ATTR_PLAN = "plan"
 ATTR_METRICS = "metrics"
 ATTR_CURVE = "curve"
@@ -59,14 +68,39 @@ ATTR_INTERRUPTED = "interrupted"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+def run_study_name(run_dir: Path) -> str:
+    """The name of a run's study in its storage: kept in the run folder (the legacy name if absent)."""
+    path = Path(run_dir) / STUDY_FILE
+    return path.read_text().strip() if path.is_file() else STUDY_NAME
+
+
+def claim_study_name(run_dir: Path, run_name: str) -> str:
+    """The run's study name, made on its first start: the run's name and a short random id, so that
+    runs sharing one storage (one database for a team) never share a study. A run folder from
+    before per-run names keeps the study it has. Call it with the run lock held."""
+    path = Path(run_dir) / STUDY_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    if (Path(run_dir) / "experiment.yaml").is_file():
+        return STUDY_NAME
+    name = f"{run_name}-{secrets.token_hex(4)}"
+    write_text(path, name + "\n")
+    return name
+
+
 def open_study(
-    storage: str, *, goals: Goals, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner | None = None
+    storage: str,
+    *,
+    goals: Goals,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner | None = None,
+    study_name: str = STUDY_NAME,
 ) -> optuna.Study:
     """Create the run's study, or load it to resume; its objectives must be those of the experiment."""
     try:
         study = optuna.create_study(
             storage=open_storage(storage),
-            study_name=STUDY_NAME,
+            study_name=study_name,
             directions=goals.directions,
             sampler=sampler,
             pruner=pruner,
@@ -184,3 +218,25 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def list_runs(url: str) -> list[dict[str, Any]]:
+    """Every run's study in storage ``url``, oldest first: its name, start and trials per outcome."""
+    storage = open_storage(url)
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        counts = {state: sum(1 for t in trials if t.state == state) for state in TrialState}
+        interrupted = sum(1 for t in trials if is_interrupted(t))
+        rows.append({
+            "study": summary.study_name,
+            "started": summary.datetime_start,
+            "trials": len(trials),
+            "complete": counts[TrialState.COMPLETE],
+            "pruned": counts[TrialState.PRUNED],
+            "failed": counts[TrialState.FAIL] - interrupted,
+            "interrupted": interrupted,
+            "running": counts[TrialState.RUNNING] + counts[TrialState.WAITING],
+        })
+    return sorted(rows, key=lambda row: (row["started"] is None, row["started"] or 0))

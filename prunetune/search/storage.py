@@ -8,6 +8,7 @@ Optuna's internals is mended in one module.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def open_storage(url: str) -> str | optuna.storages.BaseStorage:
         return url
     from sqlalchemy import event
 
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    storage = _create_tables_once(url)
 
     @event.listens_for(storage.engine, "connect")
     def _pragmas(connection: Any, record: Any) -> None:
@@ -85,6 +86,22 @@ def open_storage(url: str) -> str | optuna.storages.BaseStorage:
 
     storage.engine.dispose()  # connections made so far predate the pragmas
     return storage
+
+
+def _create_tables_once(url: str) -> optuna.storages.RDBStorage:
+    """Open an SQLite storage; when two runs create a new database at the same moment, the one that
+    loses the race to create its tables opens it again, now that they exist."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        except DBAPIError as error:  # "table ... already exists", "UNIQUE constraint failed: alembic_version"
+            racing = "already exists" in str(error) or "UNIQUE constraint failed" in str(error)
+            if not racing or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def open_readonly(url: str, study_name: str) -> optuna.Study:
