@@ -20,7 +20,7 @@ import prunetune
 from prunetune.cli import main
 from prunetune.errors import PrunetuneError
 from prunetune.app.experiment import Experiment
-from prunetune.search.ledger import STUDY_NAME
+from prunetune.search.ledger import STUDY_NAME, run_study_name
 from prunetune.app.runner import run_experiment
 from prunetune.results.runs import Run, load_run
 
@@ -100,7 +100,7 @@ def hand_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _brute_front(run: Run, objectives: list[tuple[str, str]]) -> set[int]:
     """Non-dominated feasible completed trials, from the raw Optuna trials with plain loops."""
     points = {}
-    for trial in optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{run.path / 'study.db'}").trials:
+    for trial in optuna.load_study(study_name=run_study_name(run.path), storage=f"sqlite:///{run.path / 'study.db'}").trials:
         if trial.state != TrialState.COMPLETE or any(v > 0 for v in trial.constraints.values()):
             continue
         metrics = trial.user_attrs["metrics"]
