@@ -136,6 +136,24 @@ class TestOnLocalRay:
         ]
         assert all(0.0 < t.user_attrs[ATTR_METRICS]["test_accuracy"] <= 1.0 for t in trials)
 
+    def test_kept_weights_travel_from_the_workers_and_export_uses_them(self, local_ray: str, tmp_path: Path) -> None:
+        from prunetune.results import export_trial, load_run
+        from prunetune.search.weights import weights_path
+        from prunetune.zoo import load_checkpoint
+
+        data = experiment_data({"search.trials": 4, "objective.keep_weights": "all"})
+        run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        run = load_run(tmp_path / "run")
+        done = run.trials[run.trials["state"] == "COMPLETE"]
+        assert len(done) == 4
+        assert all(weights_path(run.path, int(number)).is_file() for number in done.index)
+        number = int(done.index[0])
+        result = export_trial(run, number, tmp_path / "model.pt", echo=quiet)
+        assert result.source == "kept weights"
+        # Measured again on the exported model: exactly what the worker measured.
+        assert result.metrics["accuracy"] == done.loc[number, "accuracy"]
+        assert load_checkpoint(tmp_path / "model.pt").plan == run.plan(number)
+
     def test_a_trial_stopped_early_keeps_its_plan_node_timings_and_log(self, local_ray: str, tmp_path: Path) -> None:
         since = time.time()
         objective = write_objective(tmp_path)

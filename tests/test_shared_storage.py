@@ -73,3 +73,17 @@ def test_two_runs_at_once_on_one_storage_each_meet_their_budget(tmp_path: Path) 
     assert [process.returncode for process in processes] == [0, 0], outputs
     counts = {row["study"].split("-")[0]: (row["trials"], row["complete"]) for row in list_runs(url)}
     assert counts == {"left": (4, 4), "right": (3, 3)}
+
+
+def test_a_journal_file_is_a_storage_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"journal:{tmp_path / 'ledger.log'}"
+    assert main(["run", str(experiment(tmp_path, "journaled", 2, url)), "--run-dir", str(tmp_path / "j")]) == 0
+    assert (tmp_path / "ledger.log").is_file() and not (tmp_path / "j" / "study.db").exists()
+    assert main(["run", str(experiment(tmp_path, "journaled", 3, url)), "--run-dir", str(tmp_path / "j")]) == 0  # resumed
+    run = load_run(tmp_path / "j")
+    assert len(run.trials) == 3 and (run.trials["state"] == "COMPLETE").all()
+    assert [(row["trials"], row["complete"]) for row in list_runs(url)] == [(3, 3)]
+    capsys.readouterr()
+    missing = experiment(tmp_path, "nowhere", 1, f"journal:{tmp_path / 'no-such-folder' / 'l.log'}")
+    assert main(["run", str(missing), "--run-dir", str(tmp_path / "n")]) == 2
+    assert "names a journal file in" in capsys.readouterr().err and not (tmp_path / "n").exists()

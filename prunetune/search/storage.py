@@ -38,6 +38,15 @@ CONSTRAINTS_KEY = _CONSTRAINTS_KEY
 process_constraints_after_trial = _process_constraints_after_trial
 
 
+#: The prefix of a JournalStorage file: ``journal:PATH`` (``journal:///abs/path`` works too).
+JOURNAL = "journal:"
+
+
+def _journal_path(url: str) -> Path:
+    path = url[len(JOURNAL):]
+    return Path(path[2:] if path.startswith("///") else path).expanduser()
+
+
 def storage_url(run_dir: Path, storage: str | None) -> str:
     """The storage named in the experiment, or SQLite in the run folder."""
     if storage:
@@ -49,7 +58,13 @@ def check_storage_url(url: str) -> None:
     """Raise PrunetuneError unless ``url`` is a storage URL whose database driver is installed.
 
     Only the URL and the driver are checked, not the connection: nothing is created or written.
+    ``journal:PATH`` (Optuna's JournalStorage in one file) needs the file's folder to exist.
     """
+    if url.startswith(JOURNAL):
+        folder = _journal_path(url).parent
+        if not folder.is_dir():
+            raise PrunetuneError(f"The 'storage' key {url!r} names a journal file in {folder}, which does not exist.")
+        return
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -69,8 +84,13 @@ def check_storage_url(url: str) -> None:
 
 
 def open_storage(url: str) -> str | optuna.storages.BaseStorage:
-    """SQLite in write-ahead-log mode: a commit survives the driver being killed, without an fsync
-    on every attribute write (which made the ledger the slowest part of a short trial)."""
+    """The storage a URL names. SQLite runs in write-ahead-log mode: a commit survives the driver
+    being killed, without an fsync on every attribute write (which made the ledger the slowest part
+    of a short trial). ``journal:PATH`` is Optuna's JournalStorage in the file PATH."""
+    if url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(_journal_path(url))))
     if not url.startswith("sqlite:///"):
         return url
     from sqlalchemy import event
@@ -107,7 +127,9 @@ def _create_tables_once(url: str) -> optuna.storages.RDBStorage:
 def open_readonly(url: str, study_name: str) -> optuna.Study:
     """Load study ``study_name`` to read it while a search may still write it; creates nothing."""
     storage: str | optuna.storages.BaseStorage = url
-    if url.startswith("sqlite:///"):  # read a live run: wait out its writes, create no tables
+    if url.startswith(JOURNAL):
+        storage = open_storage(url)
+    elif url.startswith("sqlite:///"):  # read a live run: wait out its writes, create no tables
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True)
     return optuna.load_study(study_name=study_name, storage=storage)
 
