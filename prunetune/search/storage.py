@@ -42,6 +42,15 @@ process_constraints_after_trial = _process_constraints_after_trial
 JOURNAL = "journal:"
 
 
+def _with_driver(url: str) -> str:
+    """``postgresql://...`` with the driver prunetune's ``postgres`` extra installs (psycopg 3);
+    SQLAlchemy would otherwise look for psycopg2. A URL naming its driver is left as it is."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
 def _journal_path(url: str) -> Path:
     path = url[len(JOURNAL):]
     return Path(path[2:] if path.startswith("///") else path).expanduser()
@@ -60,6 +69,7 @@ def check_storage_url(url: str) -> None:
     Only the URL and the driver are checked, not the connection: nothing is created or written.
     ``journal:PATH`` (Optuna's JournalStorage in one file) needs the file's folder to exist.
     """
+    url = _with_driver(url)
     if url.startswith(JOURNAL):
         folder = _journal_path(url).parent
         if not folder.is_dir():
@@ -79,7 +89,8 @@ def check_storage_url(url: str) -> None:
     except ImportError as error:
         raise PrunetuneError(
             f"The 'storage' key {url!r} needs the database driver {error.name or parsed.drivername!r}, "
-            "which is not installed here: install it, or use sqlite:///PATH."
+            "which is not installed here: install it (for PostgreSQL: pip install 'prunetune[postgres]'), "
+            "or use sqlite:///PATH."
         ) from None
 
 
@@ -87,15 +98,16 @@ def open_storage(url: str) -> str | optuna.storages.BaseStorage:
     """The storage a URL names. SQLite runs in write-ahead-log mode: a commit survives the driver
     being killed, without an fsync on every attribute write (which made the ledger the slowest part
     of a short trial). ``journal:PATH`` is Optuna's JournalStorage in the file PATH."""
+    url = _with_driver(url)
     if url.startswith(JOURNAL):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(_journal_path(url))))
     if not url.startswith("sqlite:///"):
-        return url
+        return _create_tables_once(url, {}) if "://" in url else url
     from sqlalchemy import event
 
-    storage = _create_tables_once(url)
+    storage = _create_tables_once(url, {"connect_args": {"timeout": 60}})
 
     @event.listens_for(storage.engine, "connect")
     def _pragmas(connection: Any, record: Any) -> None:
@@ -108,16 +120,17 @@ def open_storage(url: str) -> str | optuna.storages.BaseStorage:
     return storage
 
 
-def _create_tables_once(url: str) -> optuna.storages.RDBStorage:
-    """Open an SQLite storage; when two runs create a new database at the same moment, the one that
-    loses the race to create its tables opens it again, now that they exist."""
+def _create_tables_once(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Open a database storage; when two runs create a new database's tables at the same moment, the
+    one that loses the race opens it again, now that they exist."""
     from sqlalchemy.exc import DBAPIError
 
+    races = ("already exists", "UNIQUE constraint failed", "duplicate key value")
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        except DBAPIError as error:  # "table ... already exists", "UNIQUE constraint failed: alembic_version"
-            racing = "already exists" in str(error) or "UNIQUE constraint failed" in str(error)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except DBAPIError as error:  # a table, type or alembic version another run created meanwhile
+            racing = any(words in str(error) for words in races)
             if not racing or attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
@@ -126,7 +139,7 @@ def _create_tables_once(url: str) -> optuna.storages.RDBStorage:
 
 def open_readonly(url: str, study_name: str) -> optuna.Study:
     """Load study ``study_name`` to read it while a search may still write it; creates nothing."""
-    storage: str | optuna.storages.BaseStorage = url
+    storage: str | optuna.storages.BaseStorage = _with_driver(url)
     if url.startswith(JOURNAL):
         storage = open_storage(url)
     elif url.startswith("sqlite:///"):  # read a live run: wait out its writes, create no tables
