@@ -78,6 +78,14 @@ BAD = {
         {"data": {"spec": "mnist:{tmp}/no-mnist-here"}},
         r"no-mnist-here",
     ),
+    "cluster address of no accepted form": (
+        {"execution": {"address": "head-node"}},
+        r"The 'execution\.address' key must be 'auto', HOST:PORT of a head started with `ray start --head`, or ray://HOST:PORT \(Ray Client\)\. Got 'head-node' instead\.",
+    ),
+    "cluster address where nothing answers": (  # port 1: nothing listens there
+        {"execution": {"address": "127.0.0.1:1"}},
+        r"The 'execution\.address' key is '127\.0\.0\.1:1', but nothing answers there \(Connection refused\)\. Start the head there with `ray start --head --port=1`",
+    ),
     "objective function with options": (
         {"objective": {"type": "{objectives}:arithmetic", "options": {"scale": 2}, "directions": {"accuracy": "maximize"}}},
         r"The objective '.*:arithmetic' is a function: it takes no 'objective\.options'\. Got scale\.",

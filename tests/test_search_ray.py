@@ -385,3 +385,47 @@ def test_a_driver_killed_mid_search_resumes_without_rerunning_or_losing_trials(t
         end_ray_processes(temp)
         assert not ray_processes(temp)
         remove_temp_dir(temp)
+
+
+def test_the_command_line_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
+    """`prunetune run --address HOST:PORT` on a head node started by `ray start --head` here; the
+    test stops that node and leaves no process of it behind."""
+    import socket
+
+    ray_command = str(Path(sys.executable).parent / "ray")
+    temp = short_temp_dir()
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Its own HOME: a Ray auth token left in ~/.ray by another Ray makes the head refuse this driver.
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "RAY_TMPDIR": str(temp), "HOME": str(tmp_path / "home")}
+    experiment = write_experiment(tmp_path / "e.yaml", experiment_data({"search.trials": 3}))
+    started = subprocess.run(
+        [ray_command, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        run = subprocess.run(
+            [sys.executable, "-m", "prunetune.cli", "run", str(experiment), "--run-dir", str(tmp_path / "run"),
+             "--address", f"127.0.0.1:{port}"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        study = load_ledger(tmp_path / "run")
+        trials = study.get_trials(deepcopy=False)
+        assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+        assert len({t.user_attrs[ATTR_NODE] for t in trials}) == 1  # the head node ran them
+        # The driver joined that head: a Ray of its own would have opened a second session here.
+        assert len(list(temp.glob("session_2*"))) == 1
+    finally:
+        # `ray stop` would end every Ray on this machine; end only this node's processes (found by RAY_TMPDIR)
+        for pid in ray_processes(temp):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        end_ray_processes(temp)
+        left = ray_processes(temp)
+        remove_temp_dir(temp)
+    assert left == []

@@ -17,6 +17,7 @@ import yaml
 
 from prunetune.errors import PrunetuneError, bad_key, is_finite_number
 from prunetune.objectives.training import TrainConfig
+from prunetune.search.cluster import check_address
 from prunetune.search.goals import parse_constraint
 from prunetune.search.sampler_choice import SAMPLERS
 
@@ -265,6 +266,7 @@ def experiment_from_dict(data: Any) -> Experiment:
     search, execution, objective = experiment.search, experiment.execution, experiment.objective
     _choice("search.sampler", search.sampler, SAMPLERS)
     _choice("execution.executor", execution.executor, EXECUTORS)
+    check_address(execution.address)
     _choice("objective.keep_weights", objective.keep_weights, KEEP_WEIGHTS)
     _at_least("search.trials", search.trials, 1)
     _at_least("execution.workers", execution.workers, 1)

@@ -22,6 +22,7 @@ from prunetune.app.experiment import Experiment
 from prunetune.errors import PrunetuneError
 from prunetune.objectives.devices import check_device
 from prunetune.pruners import make_method
+from prunetune.search.cluster import check_reachable
 from prunetune.search.goals import Goals
 from prunetune.search.storage import check_storage_url, storage_url
 from prunetune.search.sampler_choice import SAMPLERS, create_sampler
@@ -89,6 +90,8 @@ def _check_devices(experiment: Experiment) -> None:
     """The device exists here (on a cluster, the workers' devices cannot be checked from here)."""
     execution = experiment.execution
     local = execution.address is None
+    if execution.executor == "ray":
+        check_reachable(execution.address)
     check_device(execution.device, where="execution.device", here=local)
     if local and execution.executor == "ray" and execution.gpus_per_trial > 0 and not torch.cuda.is_available():
         raise PrunetuneError(

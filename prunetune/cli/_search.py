@@ -27,7 +27,10 @@ def add_run(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", type=positive_int, default=None, help="trial budget (finished trials)")
     parser.add_argument("--workers", type=positive_int, default=None, help="trials running at once")
     parser.add_argument("--sampler", default=None, help=", ".join(SAMPLERS))
-    parser.add_argument("--address", default=None, help="Ray cluster: auto or ray://host:port (default: local Ray)")
+    parser.add_argument(
+        "--address", default=None,
+        help="Ray cluster: HOST:PORT of a `ray start --head` node, auto, or ray://HOST:PORT (default: Ray on this machine)",
+    )
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run folder)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--executor", choices=("ray", "local"), default=None, help="local: a plain loop without Ray")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import optuna
 
+from prunetune.errors import PrunetuneError
 from prunetune.search.goals import Goals
 from prunetune.search.ledger import record_outcome
 from prunetune.search.progress import Progress
@@ -133,6 +134,17 @@ def _start_keeper() -> object:
     return ray.remote(WeightKeeper).options(**options).remote()
 
 
+def _start_or_join(ray, address: str | None) -> None:
+    """Ray on this machine (address None) or the cluster at `address`; a cluster that cannot be
+    joined (gone since the up-front check, or refusing this driver) is the user's to fix."""
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as error:
+        if address is None:
+            raise
+        raise PrunetuneError(f"Could not join the Ray cluster at {address!r} (the 'execution.address' key): {error}") from None
+
+
 @dataclass(kw_only=True)
 class RayExecutor:
     """Trials on Ray workers, scheduled by Ray Tune with the study as its searcher.
@@ -189,7 +201,7 @@ class RayExecutor:
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            _start_or_join(ray, self.address)
         batch = self.population_size if self.batch_generations else None
         gate = keeper = None
         try:
