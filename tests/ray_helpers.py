@@ -44,18 +44,30 @@ class Quick:
     (accuracy 0 at compression 0.5: any completed trial dominates it) and take 3 s more;
     die_dir: SIGKILL the own worker on a plan's first attempt, and on every attempt of the first
     plan seen ("cursed"); attempts are counted in files there.
+    visits_dir: each call leaves a file there: the trial's number, the Ray node that ran it, the time.
     """
 
     directions = {"accuracy": "maximize", "compression": "maximize"}
 
-    def __init__(self, *, fail_above=None, nan_below=None, stall_below=None, sleep=0.0, die_dir=None, **context):
+    def __init__(self, *, fail_above=None, nan_below=None, stall_below=None, sleep=0.0, die_dir=None,
+                 visits_dir=None, **context):
         self.fail_above, self.nan_below, self.stall_below = fail_above, nan_below, stall_below
-        self.sleep, self.die_dir = sleep, die_dir
+        self.sleep, self.die_dir, self.visits_dir = sleep, die_dir, visits_dir
 
     def __call__(self, plan, report=None):
         ratios = plan.sections["filters"]["ratios"]
         first = ratios["features.0"]
         mean = sum(ratios.values()) / len(ratios)
+        if self.visits_dir is not None:
+            import uuid
+
+            import ray
+            from ray import tune
+
+            trial = Path(tune.get_context().get_trial_dir()).name  # trial-00007: the study's number
+            visit = Path(self.visits_dir) / uuid.uuid4().hex
+            visit.write_text(f"{int(trial.rsplit('-', 1)[1])} {ray.get_runtime_context().get_node_id()} {time.time()!r}")
+            visit.rename(visit.with_suffix(".visit"))  # whole, for whoever watches the folder
         if self.die_dir is not None:
             self._maybe_die(f"{first:.15f}")
         time.sleep(self.sleep)
@@ -169,6 +181,9 @@ def end_ray_processes(temp_dir: Path, *, grace: float = 20.0) -> list[int]:
     for pid in strays:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while ray_processes(temp_dir) and time.monotonic() < deadline:  # killed ones take a moment to go
+        time.sleep(0.1)
     return strays
 
 

@@ -7,12 +7,14 @@ makes sure no process of that Ray is left (see tests/ray_helpers.py).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -388,8 +390,9 @@ def test_a_driver_killed_mid_search_resumes_without_rerunning_or_losing_trials(t
 
 
 def test_the_command_line_joins_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
-    """`prunetune run --address HOST:PORT` on a head node started by `ray start --head` here; the
-    test stops that node and leaves no process of it behind."""
+    """`prunetune run --address HOST:PORT` on a head node started by `ray start --head` here, with
+    token authentication (Ray's default for a new cluster): a driver without the token is told what
+    to set, one with it runs there. The test ends that node's processes and leaves none behind."""
     import socket
 
     ray_command = str(Path(sys.executable).parent / "ray")
@@ -397,23 +400,32 @@ def test_the_command_line_joins_a_cluster_started_with_ray_start(tmp_path: Path)
     with contextlib.closing(socket.socket()) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    # Its own HOME: a Ray auth token left in ~/.ray by another Ray makes the head refuse this driver.
+    # Its own HOME (no ~/.ray/auth_token of this machine's user) and a token of its own.
     (tmp_path / "home").mkdir()
-    env = {**os.environ, "RAY_TMPDIR": str(temp), "HOME": str(tmp_path / "home")}
+    env = {**os.environ, "RAY_TMPDIR": str(temp), "HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "token"}
+    with_token = {**env, "RAY_AUTH_TOKEN": "a" * 32}
+    without_token = {key: value for key, value in env.items() if key != "RAY_AUTH_MODE"}
     experiment = write_experiment(tmp_path / "e.yaml", experiment_data({"search.trials": 3}))
+    address = f"127.0.0.1:{port}"
+
+    def run(run_dir: Path, run_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "prunetune.cli", "run", str(experiment), "--run-dir", str(run_dir), "--address", address]
+        return subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=300)
+
     started = subprocess.run(
         [ray_command, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
          f"--temp-dir={temp}", "--disable-usage-stats"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=with_token, capture_output=True, text=True, timeout=120,
     )
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        run = subprocess.run(
-            [sys.executable, "-m", "prunetune.cli", "run", str(experiment), "--run-dir", str(tmp_path / "run"),
-             "--address", f"127.0.0.1:{port}"],
-            env=env, capture_output=True, text=True, timeout=300,
-        )
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        refused = run(tmp_path / "refused", without_token)
+        assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
+        message = refused.stderr.strip().splitlines()[-1]  # after Ray's own retry warnings
+        assert message.startswith(f"prunetune: error: Could not join the Ray cluster at '{address}'"), refused.stderr[-3000:]
+        assert "give this driver the cluster's token (RAY_AUTH_MODE=token" in message, message
+        joined = run(tmp_path / "run", with_token)
+        assert joined.returncode == 0, joined.stdout[-3000:] + joined.stderr[-3000:]
         study = load_ledger(tmp_path / "run")
         trials = study.get_trials(deepcopy=False)
         assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
@@ -429,3 +441,94 @@ def test_the_command_line_joins_a_cluster_started_with_ray_start(tmp_path: Path)
         left = ray_processes(temp)
         remove_temp_dir(temp)
     assert left == []
+
+
+def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path: Path) -> None:
+    """200 short trials (the default NSGA-II, generations batched) from a `prunetune run` driver on a
+    simulated 4-node cluster; a worker node is killed while it runs a trial. Every trial runs to
+    completion once, the lost node's trial is retried on another node, and the ledger names the node
+    that ran each."""
+    from ray.cluster_utils import Cluster
+
+    budget, lose_after = 200, 60
+    assert not ray.is_initialized(), "this test brings its own cluster"
+    temp, visits, run_dir = short_temp_dir(), tmp_path / "visits", tmp_path / "run"
+    visits.mkdir()
+    cluster = None
+    lost: dict[str, object] = {}
+
+    def visits_seen() -> dict[Path, tuple[str, str, str]]:
+        """Each call of the objective: (trial number, node, time)."""
+        return {path: tuple(path.read_text().split()) for path in visits.glob("*.visit")}  # type: ignore[misc]
+
+    try:
+        with ray_environment(temp):
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+            for _ in range(3):
+                cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+        workers = {node.node_id: node for node in cluster.worker_nodes}
+        nodes = {cluster.head_node.node_id, *workers}
+        data = experiment_data(
+            {
+                "search.trials": budget,
+                "search.sampler": "nsga2",
+                "search.sampler_options": {"population_size": 20},
+                "objective.type": write_objective(tmp_path),
+                "objective.options": {"sleep": 0.5, "visits_dir": str(visits)},
+                "execution.workers": 4,
+                "execution.retries": 2,
+            }
+        )
+        experiment = write_experiment(tmp_path / "e.yaml", data)
+        command = [sys.executable, "-m", "prunetune.cli", "run", str(experiment), "--run-dir", str(run_dir),
+                   "--address", cluster.address]
+        env = {**os.environ, "RAY_TMPDIR": str(temp)}
+        started = time.monotonic()
+        with driver(command, env, tmp_path / "driver.log") as process:
+            # Once `lose_after` trials have started, kill the node of the next trial to start on a worker node.
+            seen: set[Path] = set()
+            while process.poll() is None and time.monotonic() - started < 600:
+                current = visits_seen()
+                fresh = [visit for path, visit in current.items() if path not in seen]
+                seen.update(current)
+                if not lost and len(current) >= lose_after:
+                    for number, node_id, _ in fresh:
+                        if node_id in workers:
+                            lost.update(number=number, node=node_id, at=time.time())
+                            cluster.remove_node(workers[node_id], allow_graceful=False)
+                            break
+                time.sleep(0.02)
+            status = process.wait(timeout=60)
+        seconds = time.monotonic() - started
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+        strays = end_ray_processes(temp)
+        left = ray_processes(temp)
+        remove_temp_dir(temp)
+    log = (tmp_path / "driver.log").read_text()
+    assert status == 0, log[-4000:]
+    assert left == [], strays
+    assert lost, "no trial started on a worker node after the first 60"
+
+    trials = load_ledger(run_dir).get_trials(deepcopy=False)
+    assert [t.number for t in trials] == list(range(budget)), log[-4000:]
+    assert all(t.state == TrialState.COMPLETE for t in trials), [t.user_attrs.get(ATTR_FAIL_REASON) for t in trials]
+    runs_of: dict[int, list[str]] = {}  # trial number -> the nodes that ran it, in order
+    for number, node_id, _ in sorted(visits_seen().values(), key=lambda visit: float(visit[2])):
+        runs_of.setdefault(int(number), []).append(node_id)
+    assert sorted(runs_of) == list(range(budget))  # nothing ran that the ledger does not hold
+    for trial in trials:
+        assert len(runs_of[trial.number]) == trial.user_attrs.get(ATTR_ATTEMPTS, 1), (trial.number, runs_of[trial.number])
+        assert trial.user_attrs[ATTR_NODE] == runs_of[trial.number][-1] and trial.user_attrs[ATTR_NODE] in nodes
+        if trial.user_attrs[ATTR_NODE] == lost["node"]:
+            assert trial.user_attrs[ATTR_TIMES]["finished"] <= lost["at"], "a trial completed on the lost node after its loss"
+    retried = trials[int(lost["number"])]
+    assert retried.user_attrs[ATTR_ATTEMPTS] == 2 and runs_of[retried.number][0] == lost["node"]
+    assert retried.user_attrs[ATTR_NODE] in nodes - {lost["node"]}  # finished elsewhere
+    assert [t.number for t in trials if t.user_attrs.get(ATTR_ATTEMPTS, 1) > 1] == [retried.number]
+    # Trials spread over the nodes (how many run at once is bounded by how fast the driver dispatches).
+    ran = collections.Counter(t.user_attrs[ATTR_NODE] for t in trials)
+    assert len(ran) >= 3 and lost["node"] in ran, ran
+    print(f"4 nodes, one lost: {budget} trials in {seconds:.1f} s, {budget / seconds:.2f} trials/s")

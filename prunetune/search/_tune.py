@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ STEP_WHERE, STEP_OUTCOME = -2, -1
 STOPPED_REASON = "stopped early: dominated by a completed trial at equal or higher compression"
 REASON_CHARS = 400
 GATE_POLL_SECONDS = 0.05
+#: The gate opened for good: every generation may run (see `LedgerSearcher.release_generations`).
+GATE_RELEASED = 2**31 - 1
 
 
 def trainable(
@@ -114,6 +116,8 @@ class ErrorLog(_DriverOnly, tune.Callback):
         self.trials: dict[str, Any] = {}
         self.attempts: dict[str, int] = {}
         self.lock = threading.Lock()
+        #: Called when a trial whose worker died is started again (the searcher lets waiting trials go).
+        self.on_retry: Callable[[], None] | None = None
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self.lock:
@@ -123,6 +127,8 @@ class ErrorLog(_DriverOnly, tune.Callback):
         with self.lock:
             self.trials[trial.trial_id] = trial
             self.attempts[trial.trial_id] = self.attempts.get(trial.trial_id, 1) + 1
+        if self.on_retry is not None:
+            self.on_retry()
 
     def reason(self, trial_id: str) -> str:
         """Why the trial's worker failed; Tune writes the error file before it tells the searcher."""
@@ -175,7 +181,7 @@ class LedgerSearcher(_DriverOnly, Searcher):
     one the sampler gave the trial (its `<Sampler>:generation` system attribute). With a `gate`, such
     a trial goes to Tune at once and waits in its worker until the driver opens its generation (Tune
     keeps its workers busy rather than ending idle ones); without one, it waits here, asked, until the
-    earlier generations are done. Samplers that keep no generation fall back to at most `batch`
+    earlier generations are done. Once a lost worker's trial is retried, the gate stays open. Samplers that keep no generation fall back to at most `batch`
     trials started before all of them have finished. With a `keeper` (kept weights), a completed
     trial's weights are taken from it and written into `weights_dir` before the trial is recorded.
     """
@@ -237,9 +243,20 @@ class LedgerSearcher(_DriverOnly, Searcher):
     def _open_gate(self) -> None:
         """Open the oldest generation still running (or waiting): its trials run, later ones wait."""
         generations = [live.generation for live in self.live.values() if live.generation is not None]
-        if generations and min(generations) != self.gate_open:
+        if generations and min(generations) != self.gate_open and self.gate_open != GATE_RELEASED:
             self.gate_open = min(generations)
             self.gate.set.remote(self.gate_open)
+
+    def release_generations(self) -> None:
+        """Let every waiting trial run, now and for the rest of the run.
+
+        A trial started again after its worker died needs a free worker, but trials of later
+        generations waiting at the gate hold theirs; when the cluster has shrunk (a node lost) no
+        worker would ever come free. Batching orders the search; it must never stall it.
+        """
+        if self.gate is not None and self.gate_open != GATE_RELEASED:
+            self.gate_open = GATE_RELEASED
+            self.gate.set.remote(GATE_RELEASED)
 
     def _may_start(self, pending: _Live) -> bool:
         if pending.generation is not None:

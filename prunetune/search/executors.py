@@ -106,32 +106,17 @@ def _ship_by_value(*objects: object) -> list[str]:
     return registered
 
 
-def _start_gate() -> object:
-    """The generation gate's actor, on this (the driver's) node, taking no CPU from the trials."""
+def _driver_side_actor(actor_class: type) -> object:
+    """An actor on this (the driver's) node, taking no CPU from the trials: a worker node that is
+    lost takes only its own trials with it (the generation gate, the kept-weights mailbox)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from prunetune.search._gate import Gate
 
     options: dict[str, object] = {"num_cpus": 0}
     with contextlib.suppress(Exception):  # anywhere will do where the driver's node is not known
         node = ray.get_runtime_context().get_node_id()
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
-    return ray.remote(Gate).options(**options).remote()
-
-
-def _start_keeper() -> object:
-    """The mailbox actor for kept weights, on this (the driver's) node, taking no CPU from the trials."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from prunetune.search._keeper import WeightKeeper
-
-    options: dict[str, object] = {"num_cpus": 0}
-    with contextlib.suppress(Exception):  # anywhere will do where the driver's node is not known
-        node = ray.get_runtime_context().get_node_id()
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
-    return ray.remote(WeightKeeper).options(**options).remote()
+    return ray.remote(actor_class).options(**options).remote()
 
 
 def _start_or_join(ray, address: str | None) -> None:
@@ -142,7 +127,15 @@ def _start_or_join(ray, address: str | None) -> None:
     except ConnectionError as error:
         if address is None:
             raise
-        raise PrunetuneError(f"Could not join the Ray cluster at {address!r} (the 'execution.address' key): {error}") from None
+        cause = f"{error} {error.__cause__ or ''}"
+        hint = (
+            " The cluster asks for an authentication token: give this driver the cluster's token "
+            "(RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN or ~/.ray/auth_token)."
+            if "auth" in cause.lower() else ""
+        )
+        raise PrunetuneError(
+            f"Could not join the Ray cluster at {address!r} (the 'execution.address' key): {error}.{hint}"
+        ) from None
 
 
 @dataclass(kw_only=True)
@@ -190,6 +183,8 @@ class RayExecutor:
         import ray
         from ray import tune
 
+        from prunetune.search._gate import Gate
+        from prunetune.search._keeper import WeightKeeper
         from prunetune.search._tune import (
             ErrorLog,
             LedgerSearcher,
@@ -206,12 +201,13 @@ class RayExecutor:
         gate = keeper = None
         try:
             errors = ErrorLog()
-            gate = _start_gate() if batch else None
-            keeper = _start_keeper() if self.weights_dir is not None else None
+            gate = _driver_side_actor(Gate) if batch else None
+            keeper = _driver_side_actor(WeightKeeper) if self.weights_dir is not None else None
             searcher = LedgerSearcher(
                 study=study, space=space, goals=goals, n_trials=n_trials, progress=progress, errors=errors,
                 batch=batch, gate=gate, keeper=keeper, weights_dir=self.weights_dir,
             )
+            errors.on_retry = searcher.release_generations
             scheduler = StopScheduler(searcher=searcher, rule=stop_rule)
             threads = self.threads or max(1, int(self.cpus_per_trial))
             _ship_by_value(objective, *space.methods.values())
