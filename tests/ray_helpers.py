@@ -50,9 +50,17 @@ class Quick:
     directions = {"accuracy": "maximize", "compression": "maximize"}
 
     def __init__(self, *, fail_above=None, nan_below=None, stall_below=None, sleep=0.0, die_dir=None,
-                 visits_dir=None, **context):
+                 visits_dir=None, copies_dir=None, **context):
         self.fail_above, self.nan_below, self.stall_below = fail_above, nan_below, stall_below
-        self.sleep, self.die_dir, self.visits_dir = sleep, die_dir, visits_dir
+        self.sleep, self.die_dir, self.visits_dir, self.copies_dir = sleep, die_dir, visits_dir, copies_dir
+
+    def __setstate__(self, state):
+        """copies_dir: each copy unpickled (in a worker) leaves a file there."""
+        self.__dict__.update(state)
+        if self.copies_dir is not None:
+            import uuid
+
+            (Path(self.copies_dir) / f"{os.getpid()}-{uuid.uuid4().hex}").write_text("")
 
     def __call__(self, plan, report=None):
         ratios = plan.sections["filters"]["ratios"]

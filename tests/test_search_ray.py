@@ -156,6 +156,19 @@ class TestOnLocalRay:
         assert result.metrics["accuracy"] == done.loc[number, "accuracy"]
         assert load_checkpoint(tmp_path / "model.pt").plan == run.plan(number)
 
+    def test_each_worker_unpickles_the_objective_once_not_once_per_trial(self, local_ray: str, tmp_path: Path) -> None:
+        """An objective holds the base weights and in-memory data: a reused worker keeps its copy."""
+        copies = tmp_path / "copies"
+        copies.mkdir()
+        data = experiment_data(
+            {"search.trials": 10, "objective.type": write_objective(tmp_path), "objective.options": {"copies_dir": str(copies)}}
+        )
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        assert sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) == 10
+        unpickled = [path.name.split("-")[0] for path in copies.iterdir()]
+        assert 1 <= len(unpickled) <= 2, unpickled  # two workers at most, each once
+        assert len(unpickled) == len(set(unpickled))  # never twice in one worker process
+
     def test_a_trial_stopped_early_keeps_its_plan_node_timings_and_log(self, local_ray: str, tmp_path: Path) -> None:
         since = time.time()
         objective = write_objective(tmp_path)

@@ -47,28 +47,53 @@ VALUES, OUTCOME, WHERE = "prunetune_values", "prunetune_outcome", "prunetune_whe
 STEP_WHERE, STEP_OUTCOME = -2, -1
 STOPPED_REASON = "stopped early: dominated by a completed trial at equal or higher compression"
 REASON_CHARS = 400
-GATE_POLL_SECONDS = 0.05
+#: How long one call waits at the gate before the worker asks again (it is answered as soon as it opens).
+GATE_WAIT_SECONDS = 10.0
 #: The gate opened for good: every generation may run (see `LedgerSearcher.release_generations`).
 GATE_RELEASED = 2**31 - 1
 
 
-def trainable(
-    config: dict[str, Any],
-    objective: Any = None,
-    space: SearchSpace | None = None,
-    threads: int = 1,
-    gate: Any = None,
-    keeper: Any = None,
-) -> None:
+@dataclass(frozen=True)
+class TrialWork:
+    """What every trial of a search runs with: put into Ray's object store once by the driver."""
+
+    objective: Any
+    space: SearchSpace
+    threads: int = 1
+    gate: Any = None
+    keeper: Any = None
+
+
+#: A worker's copy of each search's work, by object id: a reused worker deserialises the objective
+#: (base weights, in-memory data) once, not once per trial.
+_WORK_IN_THIS_WORKER: dict[str, TrialWork] = {}
+
+
+def _work_of(reference: Any) -> TrialWork:
+    import ray
+
+    key = reference.hex()
+    if key not in _WORK_IN_THIS_WORKER:
+        _WORK_IN_THIS_WORKER.clear()  # one search at a time per worker process
+        _WORK_IN_THIS_WORKER[key] = ray.get(reference)
+    return _WORK_IN_THIS_WORKER[key]
+
+
+def trainable(config: dict[str, Any], work: list[Any] | None = None) -> None:
     """What a Ray worker runs for one trial: where it runs, intermediate reports, then the outcome.
 
-    A trial of a later generation first waits at the generation `gate`. The first report says which
-    node runs the trial and since when, so the ledger has them even for a trial that never sends its
-    outcome (stopped early by the driver, or its worker lost). With a `keeper`, a completed trial's
-    weights go to it, for the driver to write into the run folder.
+    `work` holds the reference to the search's `TrialWork` (a reference inside a list, so that Tune
+    passes the reference itself and each worker fetches the work once). A trial of a later generation
+    first waits at the generation gate. The first report says which node runs the trial and since
+    when, so the ledger has them even for a trial that never sends its outcome (stopped early by the
+    driver, or its worker lost). With a keeper, a completed trial's weights go to it, for the driver
+    to write into the run folder.
     """
     import ray
 
+    assert work, "the executor passes the search's work"
+    found = _work_of(work[0])
+    objective, space, threads, gate, keeper = found.objective, found.space, found.threads, found.gate, found.keeper
     if gate is not None and config.get("generation") is not None:
         _wait_at(gate, int(config["generation"]))
     node = ray.get_runtime_context().get_node_id()
@@ -96,11 +121,10 @@ def _wait_at(gate: Any, generation: int) -> None:
 
     while True:
         try:
-            if ray.get(gate.get.remote()) >= generation:
+            if ray.get(gate.wait.remote(generation, GATE_WAIT_SECONDS)) >= generation:
                 return
         except ray.exceptions.RayError:
             return  # batching is an ordering of the search, never a reason for a trial to fail
-        time.sleep(GATE_POLL_SECONDS)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -236,8 +260,9 @@ class LedgerSearcher(_DriverOnly, Searcher):
         self.in_batch += 1
         config = {"params": live.trial.params, "number": live.trial.number}
         if self.gate is not None and live.generation is not None:
-            config["generation"] = live.generation
             self._open_gate()
+            if live.generation > self.gate_open:  # it must wait; otherwise it skips the gate's round trip
+                config["generation"] = live.generation
         return config
 
     def _open_gate(self) -> None:

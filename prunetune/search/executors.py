@@ -189,6 +189,7 @@ class RayExecutor:
             ErrorLog,
             LedgerSearcher,
             StopScheduler,
+            TrialWork,
             trainable,
             trial_dirname,
         )
@@ -211,10 +212,9 @@ class RayExecutor:
             scheduler = StopScheduler(searcher=searcher, rule=stop_rule)
             threads = self.threads or max(1, int(self.cpus_per_trial))
             _ship_by_value(objective, *space.methods.values())
-            # Base weights and data go into Ray's object store once, not once per trial.
-            work = tune.with_parameters(
-                trainable, objective=objective, space=space, threads=threads, gate=gate, keeper=keeper
-            )
+            # Base weights and data go into Ray's object store once, and each worker fetches them once.
+            shared = ray.put(TrialWork(objective=objective, space=space, threads=threads, gate=gate, keeper=keeper))
+            work = tune.with_parameters(trainable, work=[shared])
             resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
             tuner = tune.Tuner(
                 tune.with_resources(work, resources),

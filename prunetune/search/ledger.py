@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
 from prunetune.search.goals import Goals
-from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, storage_url, trial_id
+from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, set_user_attrs, storage_url, trial_id
 
 __all__ = [
     "ATTR_CURVE",
@@ -157,9 +157,8 @@ def store_outcome(
     trial: optuna.trial.Trial, outcome: Mapping[str, Any], goals: Goals
 ) -> tuple[TrialState, list[float] | None]:
     """Write a trial's plan, metrics, node, timings and reason; say how it ended (and its values)."""
-    for key in (ATTR_PLAN, ATTR_METRICS, ATTR_CURVE, ATTR_NODE, ATTR_HOST, ATTR_DEVICE, ATTR_TIMES, ATTR_LOG, ATTR_ATTEMPTS, ATTR_TRACEBACK):
-        if outcome.get(key) is not None:
-            trial.set_user_attr(key, outcome[key])
+    kept = (ATTR_PLAN, ATTR_METRICS, ATTR_CURVE, ATTR_NODE, ATTR_HOST, ATTR_DEVICE, ATTR_TIMES, ATTR_LOG, ATTR_ATTEMPTS, ATTR_TRACEBACK)
+    set_user_attrs(trial, {key: outcome[key] for key in kept if outcome.get(key) is not None})
     status = outcome.get("status")
     metrics = outcome.get(ATTR_METRICS) or {}
     reason = outcome.get("reason")

@@ -28,6 +28,7 @@ __all__ = [
     "open_readonly",
     "open_storage",
     "process_constraints_after_trial",
+    "set_user_attrs",
     "storage_url",
     "trial_id",
 ]
@@ -187,6 +188,23 @@ class StudyAttrs:
     def set_trial_attrs(self, trial: FrozenTrial | optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
         for name, value in attrs.items():
             self._study._storage.set_trial_system_attr(trial._trial_id, self.key(name), value)
+
+
+def set_user_attrs(trial: optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
+    """Write several user attributes of a running trial: in one transaction on a database (a trial's
+    outcome is about ten attributes, and a commit each made recording it the driver's slowest step)."""
+    storage = trial.study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps a database in a cache
+    if not isinstance(backend, optuna.storages.RDBStorage) or not attrs:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
 
 
 def trial_id(trial: FrozenTrial | optuna.trial.Trial) -> int:
