@@ -456,6 +456,16 @@ def test_the_command_line_joins_a_cluster_started_with_ray_start(tmp_path: Path)
     assert left == []
 
 
+def kill_workers_of(node) -> None:
+    """SIGKILL the worker processes of a `ray.cluster_utils` node (they name its raylet's socket)."""
+    needle = f"--raylet-name={node._raylet_socket_name}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if needle in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+
+
 def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path: Path) -> None:
     """200 short trials (the default NSGA-II, generations batched) from a `prunetune run` driver on a
     simulated 4-node cluster; a worker node is killed while it runs a trial. Every trial runs to
@@ -506,9 +516,11 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
                 fresh = [visit for path, visit in current.items() if path not in seen]
                 seen.update(current)
                 if not lost and len(current) >= lose_after:
-                    for number, node_id, _ in fresh:
+                    for number, node_id, _ in sorted(fresh, key=lambda visit: -float(visit[2])):  # newest first
                         if node_id in workers:
+                            # The machine dies: its trial's worker with it, then the node's own processes.
                             lost.update(number=number, node=node_id, at=time.time())
+                            kill_workers_of(workers[node_id])
                             cluster.remove_node(workers[node_id], allow_graceful=False)
                             break
                 time.sleep(0.02)
