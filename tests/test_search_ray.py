@@ -456,14 +456,18 @@ def test_the_command_line_joins_a_cluster_started_with_ray_start(tmp_path: Path)
     assert left == []
 
 
-def kill_workers_of(node) -> None:
-    """SIGKILL the worker processes of a `ray.cluster_utils` node (they name its raylet's socket)."""
-    needle = f"--raylet-name={node._raylet_socket_name}".encode()
+def kill_workers_of(node) -> int:
+    """SIGKILL the worker processes of a `ray.cluster_utils` node: its raylet's children (their
+    command lines are retitled `ray::...`, so only the parent tells whose they are)."""
+    raylet, killed = node.all_processes["raylet"][0].process.pid, 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if needle in (entry / "cmdline").read_bytes():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == raylet:
                     os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+    return killed
 
 
 def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path: Path) -> None:
@@ -520,7 +524,7 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
                         if node_id in workers:
                             # The machine dies: its trial's worker with it, then the node's own processes.
                             lost.update(number=number, node=node_id, at=time.time())
-                            kill_workers_of(workers[node_id])
+                            lost["workers_killed"] = kill_workers_of(workers[node_id])
                             cluster.remove_node(workers[node_id], allow_graceful=False)
                             break
                 time.sleep(0.02)
@@ -536,6 +540,7 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
     assert status == 0, log[-4000:]
     assert left == [], strays
     assert lost, "no trial started on a worker node after the first 60"
+    assert lost["workers_killed"] >= 1, lost  # the trial's worker died with its machine
 
     trials = load_ledger(run_dir).get_trials(deepcopy=False)
     assert [t.number for t in trials] == list(range(budget)), log[-4000:]
