@@ -71,6 +71,8 @@ def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Che
     Nothing is written: no run folder, no saved experiment, no base model.
     """
     goals = goals_of(experiment)
+    if experiment.execution.executor == "ray":
+        check_reachable(experiment.execution.address)
     _check_devices(experiment)
     _check_objective(experiment, goals)
     if run_dir is not None:
@@ -90,8 +92,6 @@ def _check_devices(experiment: Experiment) -> None:
     """The device exists here (on a cluster, the workers' devices cannot be checked from here)."""
     execution = experiment.execution
     local = execution.address is None
-    if execution.executor == "ray":
-        check_reachable(execution.address)
     check_device(execution.device, where="execution.device", here=local)
     if local and execution.executor == "ray" and execution.gpus_per_trial > 0 and not torch.cuda.is_available():
         raise PrunetuneError(

@@ -27,9 +27,6 @@ class Gate:
         opened, self.opened = self.opened, asyncio.Event()
         opened.set()
 
-    async def get(self) -> int:
-        return self.open
-
     async def wait(self, generation: int, timeout: float) -> int:
         """Return once `generation` may run, or after `timeout` seconds; either way, the open generation."""
         deadline = asyncio.get_running_loop().time() + timeout

@@ -205,9 +205,10 @@ class LedgerSearcher(_DriverOnly, Searcher):
     one the sampler gave the trial (its `<Sampler>:generation` system attribute). With a `gate`, such
     a trial goes to Tune at once and waits in its worker until the driver opens its generation (Tune
     keeps its workers busy rather than ending idle ones); without one, it waits here, asked, until the
-    earlier generations are done. Once a lost worker's trial is retried, the gate stays open. Samplers that keep no generation fall back to at most `batch`
-    trials started before all of them have finished. With a `keeper` (kept weights), a completed
-    trial's weights are taken from it and written into `weights_dir` before the trial is recorded.
+    earlier generations are done. Once a lost worker's trial is retried, the gate stays open.
+    Samplers that keep no generation fall back to at most `batch` trials started before all of them
+    have finished. With a `keeper` (kept weights), a completed trial's weights are taken from it and
+    written into `weights_dir` before the trial is recorded.
     """
 
     def __init__(

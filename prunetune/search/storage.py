@@ -204,7 +204,7 @@ def set_user_attrs(trial: optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
 
     with _create_scoped_session(backend.scoped_session, True) as session:
         for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id(trial), key, value)
 
 
 def trial_id(trial: FrozenTrial | optuna.trial.Trial) -> int:
