@@ -144,7 +144,7 @@ def test_hypervolume_equals_pymoo_on_the_normalised_points(real_run: Path) -> No
 
 def test_queries_return_the_right_trial_on_a_hand_made_ledger(hand_run: Path) -> None:
     run = load_run(hand_run)
-    assert run.counts() == {"total": 9, "complete": 7, "pruned": 0, "failed": 1, "interrupted": 0, "running": 1}
+    assert run.counts() == {"baselines": 0, "total": 9, "complete": 7, "pruned": 0, "failed": 1, "interrupted": 0, "running": 1}
     assert list(run.front().index) == [3, 2, 7, 0]  # 4 is infeasible; 1 and 6 are dominated
     assert run.most_compressed(max_drop=2.0).name == 7
     assert run.most_compressed(max_drop=3.0)["number"] == 2

@@ -104,6 +104,21 @@ class TestOnLocalRay:
             assert trial.values == [metrics["accuracy"], metrics["compression"]]
             assert (Path(trial.user_attrs[ATTR_LOG]) / "result.json").is_file()
 
+    def test_baselines_run_on_the_workers_after_a_batched_search(self, local_ray: str, tmp_path: Path) -> None:
+        data = experiment_data({
+            "search.trials": 4, "search.sampler": "nsga2", "search.sampler_options": {"population_size": 2},
+            "search.baselines": ["uniform:0.3,0.6", "global:0.5"],
+        })
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        labels = [t.user_attrs.get("baseline") for t in trials]
+        assert labels == [None] * 4 + ["uniform:0.3", "uniform:0.6", "global:0.5"]
+        assert len(finished_trials(study)) == 4
+        assert all(t.state == TrialState.COMPLETE and t.user_attrs[ATTR_NODE] == local_ray for t in trials)
+        assert [t.user_attrs[ATTR_PLAN]["filters"]["ratios"] for t in trials[4:6]] == [
+            {name.split(".", 1)[1]: min(ratio, 0.9) for name in trials[0].params} for ratio in (0.3, 0.6)
+        ]
+
     def test_a_method_of_the_users_own_is_searched_on_ray_workers(self, local_ray: str, tmp_path: Path) -> None:
         # A copy in the test's folder, named by path: workers cannot import it, it travels by value.
         source = Path(__file__).resolve().parent / "methods_for_tests.py"

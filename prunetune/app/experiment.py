@@ -112,6 +112,8 @@ class SearchSection:
     early_stopping: EarlyStoppingSection = field(default_factory=EarlyStoppingSection)
     #: Start points evaluated first on a fresh run: plans, or names (see prunetune.app.priors).
     start_from: list[Any] = field(default_factory=list)
+    #: Baselines run after the search, beside its front (see prunetune.app.baselines).
+    baselines: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,9 +297,11 @@ def experiment_from_dict(data: Any) -> Experiment:
             )
     for text in objective.constraints:
         parse_constraint(str(text))
+    from prunetune.app.baselines import check_baselines
     from prunetune.app.priors import check_start_from
 
     check_start_from(search.start_from, experiment.methods)
+    check_baselines(search.baselines, experiment.methods)
     if experiment.name != Path(experiment.name).name or experiment.name in ("", ".", ".."):
         raise PrunetuneError(f"The 'name' key must be a plain folder name. Got {experiment.name!r} instead.")
     return experiment

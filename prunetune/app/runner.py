@@ -26,8 +26,10 @@ from prunetune.search.ledger import (
     ATTR_CURVE,
     ATTR_METRICS,
     RunLock,
+    baseline_labels,
     claim_study_name,
     finished_trials,
+    is_baseline,
     mark_interrupted,
     open_study,
     storage_url,
@@ -160,9 +162,10 @@ def _accuracy_curve(curve: Mapping[str, Mapping[str, float]]) -> dict[str, float
 
 
 def run_experiment(
-    experiment: Experiment, run_dir: Path, *, echo: Callable[[str], None] = print
+    experiment: Experiment, run_dir: Path, *, echo: Callable[[str], None] = print, only_baselines: list[Any] | None = None
 ) -> optuna.Study:
-    """Run (or resume) `experiment` in `run_dir` until its trial budget is spent; returns the study."""
+    """Run (or resume) `experiment` in `run_dir` until its trial budget is spent, then its baselines;
+    returns the study. With `only_baselines`, run just those baselines (no search trial)."""
     run_dir = Path(run_dir)
     checked = check_experiment(experiment, run_dir)  # raises before anything is written
     goals, data = checked.goals, checked.data
@@ -199,11 +202,12 @@ def run_experiment(
             sampler = study.sampler = make_sampler(resume_seed(experiment.seed, before))
         interrupted = mark_interrupted(study)
         done = len(finished_trials(study))
-        remaining = max(search.trials - done, 0)
-        if done or interrupted:
+        remaining = max(search.trials - done, 0) if only_baselines is None else 0
+        if only_baselines is None and (done or interrupted):
             echo(f"resuming: {done} trials finished, {len(interrupted)} interrupted (closed), {remaining} to run")
-        echo(f"search: {len(space)} parameters ({', '.join(space.methods)}), sampler {search.sampler}, {search.trials} trials")
-        if not before and search.start_from:
+        if only_baselines is None:
+            echo(f"search: {len(space)} parameters ({', '.join(space.methods)}), sampler {search.sampler}, {search.trials} trials")
+        if not before and search.start_from and only_baselines is None:
             _start_search_from(experiment, study, space, base, data, echo)
         progress = Progress(total=search.trials, done=done, echo=echo, study=study)
         stopping = search.early_stopping
@@ -227,9 +231,30 @@ def run_experiment(
             )
         if remaining:
             executor.run(study, space, objective, goals, n_trials=remaining, progress=progress, stop_rule=rule)
+        entries = search.baselines if only_baselines is None else only_baselines
+        if entries:
+            _run_baselines(entries, study, space, base, example, objective, goals, executor, echo)
         if experiment.objective.keep_weights == "front":
             keep_only(run_dir, [row["trial"] for row in front_rows(study)])
         return study
+
+
+def _run_baselines(
+    entries: list[Any], study: optuna.Study, space: SearchSpace, base: nn.Module, example: torch.Tensor,
+    objective: Any, goals: Any, executor: LocalExecutor | RayExecutor, echo: Callable[[str], None],
+) -> None:
+    """The baselines' plans as labelled trials of the run's study (those already recorded are skipped)."""
+    from prunetune.app.baselines import baseline_points
+    from prunetune.search.fixed_points import run_fixed_points
+
+    recorded = baseline_labels(study)
+    points = [(label, params) for label, params in baseline_points(entries, base, example, space) if label not in recorded]
+    if not points:
+        return
+    echo(f"baselines: {len(points)} plans ({', '.join(label for label, _ in points)})")
+    if isinstance(executor, RayExecutor):
+        executor = dataclasses.replace(executor, population_size=None)  # no generations to batch
+    run_fixed_points(study, space, points, executor=executor, objective=objective, goals=goals, echo=echo)
 
 
 def _start_search_from(
@@ -264,11 +289,15 @@ def hand_start_points(study: optuna.Study, points: list[dict[str, Any]]) -> None
 
 
 def front_rows(study: optuna.Study) -> list[Mapping[str, Any]]:
-    """The Pareto front's trials, most compressed first, as plain rows for a table."""
-    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+    """The searched Pareto front's trials (baselines left out), most compressed first, as plain rows."""
+    from prunetune.search.pareto import nondominated_mask
+
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not is_baseline(t) and all(value <= 0 for value in t.constraints.values())
+    ]
+    if not done:
         return []
-    rows = []
-    for trial in study.best_trials:
-        metrics = trial.user_attrs.get(ATTR_METRICS, {})
-        rows.append({"trial": trial.number, **metrics})
+    mask = nondominated_mask([t.values for t in done], [d.name.lower() for d in study.directions])
+    rows = [{"trial": t.number, **t.user_attrs.get(ATTR_METRICS, {})} for t, keep in zip(done, mask, strict=True) if keep]
     return sorted(rows, key=lambda row: -row.get("compression", 0.0))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prunetune.cli._args import positive_int
 
-__all__ = ["add_export", "add_report", "add_run", "add_runs"]
+__all__ = ["add_baseline", "add_export", "add_report", "add_run", "add_runs"]
 
 
 def add_run(commands: argparse._SubParsersAction) -> None:
@@ -82,6 +82,47 @@ def _run_run(args: argparse.Namespace) -> int:
 
         print(summarise(load_run(run_dir)).message or f"No front for {run_dir}.")
     print(f"ledger: {storage_url(run_dir, experiment.storage)}  (optuna-dashboard opens it on localhost)")
+    return 0
+
+
+def add_baseline(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "baseline",
+        help="run baselines (uniform, global ranking, global magnitude, LAMP) into a run, beside its front",
+        description=(
+            "Run the plans of baselines on a run's base model, data and fine-tuning, recorded in its study as "
+            "labelled trials that `prunetune report` shows beside the searched front. Entries: uniform, global "
+            "(filters), global-magnitude, lamp (weights), each optionally with its points (uniform:0.3,0.5). "
+            "Baselines already recorded are skipped."
+        ),
+    )
+    parser.add_argument("run", type=Path, metavar="RUN", help="run folder (from `prunetune run`)")
+    parser.add_argument("baselines", nargs="+", metavar="BASELINE", help="uniform, global, global-magnitude or lamp, optionally :R,R,...")
+    parser.add_argument("--workers", type=positive_int, default=None, help="trials running at once")
+    parser.add_argument("--executor", choices=("ray", "local"), default=None, help="local: a plain loop without Ray")
+    parser.set_defaults(handler=_run_baseline)
+
+
+def _run_baseline(args: argparse.Namespace) -> int:
+    import yaml
+
+    from prunetune.app.baselines import check_baselines
+    from prunetune.app.experiment import experiment_from_dict
+    from prunetune.app.runner import run_experiment
+    from prunetune.errors import PrunetuneError
+    from prunetune.results import load_run
+    from prunetune.results.summary import baseline_line, summarise
+
+    saved = args.run / "experiment.yaml"
+    if not saved.is_file():
+        raise PrunetuneError(f"{args.run} is not a run folder: {saved.name} is missing.")
+    experiment = experiment_from_dict(yaml.safe_load(saved.read_text()))
+    check_baselines(args.baselines, experiment.methods)
+    overrides = {"execution.workers": args.workers, "execution.executor": args.executor}
+    experiment = experiment.replace(**{key: value for key, value in overrides.items() if value is not None})
+    run_experiment(experiment, args.run, echo=print, only_baselines=list(args.baselines))
+    summary = summarise(load_run(args.run))
+    print(baseline_line(summary) if summary.baseline_hypervolumes else "No baseline trial completed.")
     return 0
 
 

@@ -49,6 +49,8 @@ def plot_run(summary: RunSummary, path: Path) -> Path:
         if summary.front is not None:
             front = summary.front.sort_values(x)
             ax.plot(front[x], front[y], "o-", color="tab:red", markersize=6, label=f"front ({len(front)})", zorder=3)
+            if summary.baselines is not None:
+                _plot_baselines(ax, run, x, y)
             if summary.knee is not None:
                 knee = run.trial(summary.knee)
                 ax.plot([knee[x]], [knee[y]], marker="*", color="gold", markeredgecolor="black", markersize=16,
@@ -74,6 +76,20 @@ def plot_run(summary: RunSummary, path: Path) -> Path:
     canvas.tight_layout()
     canvas.savefig(path)
     return path
+
+
+#: One marker per baseline, so that a report tells them apart in black and white too.
+BASELINE_MARKERS = {"uniform": "s", "global": "D", "global-magnitude": "^", "lamp": "v"}
+
+
+def _plot_baselines(ax: Any, run: Run, x: str, y: str) -> None:
+    """Each baseline's trials as a dashed line of its own marker, beside the searched front."""
+    done = run.baselines()
+    kinds = done["baseline"].astype(str).str.split(":").str[0]
+    for kind in sorted(set(kinds)):
+        points = done[kinds == kind].sort_values(x)
+        ax.plot(points[x], points[y], linestyle="--", marker=BASELINE_MARKERS.get(kind, "P"), markersize=5, alpha=0.8,
+                label=f"baseline {kind} ({len(points)})", zorder=2)
 
 
 def _scatter_trials(ax: Any, frame: pd.DataFrame, x: str, y: str) -> None:

@@ -168,6 +168,15 @@ def _write_json(summary: RunSummary, path: Path) -> Path:
             for key, label in answer_labels(summary.queries).items()
         },
         "front": _front_records(summary),
+        "baselines": {
+            "hypervolume": summary.baseline_hypervolumes,
+            "front": [
+                {"trial": int(number), "baseline": str(row["baseline"]),
+                 "metrics": {name: float(row[name]) for name in run.metric_names if is_finite_number(row[name])},
+                 "plan": row["plan"] if isinstance(row["plan"], dict) else None}
+                for number, row in (summary.baselines.iterrows() if summary.baselines is not None else [])
+            ],
+        },
         "metrics": {  # what each metric of the front means, from the catalogue
             name: {"title": METRICS[name].title, "direction": METRICS[name].direction, "meaning": METRICS[name].meaning}
             for name in run.metric_names if name in METRICS
@@ -218,6 +227,13 @@ def _write_markdown(summary: RunSummary, path: Path) -> Path:
         for number, row in summary.front.iterrows()
     ]
     out += [markdown_table(["trial", *map(metric_title, columns), "notes"], rows), "", "![Pareto front](pareto.png)", ""]
+    if summary.baselines is not None:
+        out += ["## Baselines", "", "The baselines' own front (hand-set and global-ranking plans, run like the search's trials).", ""]
+        rows = [
+            [str(number), str(row["baseline"])] + [format_metric(name, row[name]) for name in columns]
+            for number, row in summary.baselines.iterrows()
+        ]
+        out += [markdown_table(["trial", "baseline", *map(metric_title, columns)], rows), ""]
     return write_text(path, "\n".join(out))
 
 

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial
 from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.objectives.metrics import METRICS
 from prunetune.search.ledger import (
+    ATTR_BASELINE,
     ATTR_CURVE,
     ATTR_FAIL_REASON,
     ATTR_DEVICE,
@@ -50,7 +51,7 @@ Objectives = Sequence[str] | Sequence[tuple[str, str]] | Mapping[str, str] | Non
 
 #: Columns of :attr:`Run.trials` that are not metrics.
 FIXED_COLUMNS = (
-    "number", "state", "feasible", "interrupted", "fail_reason", "node", "hostname", "device",
+    "number", "state", "feasible", "interrupted", "baseline", "fail_reason", "node", "hostname", "device",
     "seconds", "datetime_start", "datetime_complete", "plan", "curve",
 )
 
@@ -90,15 +91,18 @@ class Run:
     - ``trials``: a pandas DataFrame, one row per trial, indexed by trial number, with columns
       ``number``, ``state`` ('COMPLETE', 'PRUNED', 'FAIL', 'RUNNING', ...), every metric the
       trials recorded (``accuracy``, ``compression``, ``macs``...; NaN where a trial has none),
-      ``feasible`` (bool: every constraint holds), ``interrupted`` (bool), ``fail_reason``,
+      ``feasible`` (bool: every constraint holds), ``interrupted`` (bool), ``baseline`` (the
+      label of a baseline's trial, ``"uniform:0.5"``; None for a searched one), ``fail_reason``,
       ``node``, ``hostname``, ``seconds`` (wall time of the trial), ``datetime_start``,
       ``datetime_complete``, ``plan`` (dict, the plan as applied: ``{"filters": {"ratios":
       {"conv1": 0.5}}}``) and ``curve`` (dict step -> intermediate values). Call
       :meth:`refresh` to re-read a running search.
     - ``counts()``: trials per outcome; ``fail_reasons()``: the most common reasons.
     - ``base()``: the base model's figures, recovered from the trials' ratios and drops.
-    - ``front(objectives=None)``: the feasible COMPLETE trials that no other such trial dominates
-      over the chosen metrics (default: the run's objectives), most compressed first.
+    - ``front(objectives=None)``: the feasible COMPLETE searched trials that no other such trial
+      dominates over the chosen metrics (default: the run's objectives), most compressed first.
+      Every front, hypervolume, knee and query is of the searched trials; baselines have their own:
+      ``baselines()``, ``baseline_front(objectives=None)`` and ``baseline_hypervolume(...)``.
     - ``hypervolume(objectives=None, reference=None)`` and ``hypervolume_curve(...)``: see
       :meth:`hypervolume` for the normalisation and the reference point.
     - ``knee(objectives=None)``: see :meth:`knee` for the method.
@@ -178,11 +182,18 @@ class Run:
     def metric_names(self) -> list[str]:
         return [column for column in self.trials.columns if column not in FIXED_COLUMNS]
 
-    def counts(self) -> dict[str, int]:
-        """Trials per outcome: complete, pruned, failed (not interrupted), interrupted, running."""
+    def searched(self) -> pd.DataFrame:
+        """The trials of the search, baselines left out."""
         frame = self.trials
+        return frame[frame["baseline"].isna()]
+
+    def counts(self) -> dict[str, int]:
+        """Searched trials per outcome: complete, pruned, failed (not interrupted), interrupted,
+        running; and how many trials ran baselines."""
+        frame = self.searched()
         state, interrupted = frame["state"], frame["interrupted"]
         return {
+            "baselines": int(self.trials["baseline"].notna().sum()),
             "total": len(frame),
             "complete": int((state == "COMPLETE").sum()),
             "pruned": int((state == "PRUNED").sum()),
@@ -194,7 +205,7 @@ class Run:
     def fail_reasons(self, top: int = 3) -> list[tuple[str, int]]:
         """The most common reasons among failed (not interrupted) trials, with their counts."""
         frame = self.trials
-        failed = frame[(frame["state"] == "FAIL") & ~frame["interrupted"]]
+        failed = frame[(frame["state"] == "FAIL") & ~frame["interrupted"]]  # baselines' failures too
         reasons = failed["fail_reason"].fillna("unknown").map(lambda text: str(text).strip().splitlines()[-1] if str(text).strip() else "unknown")
         return [(str(reason), int(count)) for reason, count in reasons.value_counts().head(top).items()]
 
@@ -263,9 +274,32 @@ class Run:
         return directions[name]
 
     def candidates(self) -> pd.DataFrame:
-        """Feasible COMPLETE trials: the ones a front, a query or a hypervolume may use."""
-        frame = self.trials
+        """Feasible COMPLETE searched trials: the ones a front, a query or a hypervolume may use."""
+        frame = self.searched()
         return frame[(frame["state"] == "COMPLETE") & frame["feasible"]]
+
+    def baselines(self) -> pd.DataFrame:
+        """Feasible COMPLETE trials of baselines (``baseline`` names each), in trial order."""
+        frame = self.trials
+        return frame[frame["baseline"].notna() & (frame["state"] == "COMPLETE") & frame["feasible"]]
+
+    def baseline_front(self, objectives: Objectives = None) -> pd.DataFrame:
+        """The baselines' non-dominated trials over ``objectives``, most compressed first (empty if none)."""
+        chosen = self.resolve(objectives)
+        done = self.baselines()
+        done = done[done[[name for name, _ in chosen]].apply(np.isfinite).all(axis=1)]
+        if done.empty:
+            return done
+        mask = nondominated_mask(done[[name for name, _ in chosen]].to_numpy(dtype=float), [d for _, d in chosen])
+        return _sorted(done[mask], chosen)
+
+    def baseline_hypervolume(self, objectives: Objectives = None, reference: Sequence[float] | None = None, *, label: str | None = None) -> float:
+        """The hypervolume (as :meth:`hypervolume` normalises it) of every baseline's trials, or of one
+        baseline's (``label``: ``"uniform"``, ``"global"``...); 0 when there are none."""
+        done = self.baselines()
+        if label is not None:
+            done = done[done["baseline"].str.split(":").str[0] == label]
+        return self._hypervolume(done, objectives, reference)
 
     def _completed(self, objectives: Objectives = ()) -> pd.DataFrame:
         """Feasible completed trials with finite values of ``objectives``; a clear error when there are none."""
@@ -344,7 +378,7 @@ class Run:
 
         usable = set(self.candidates().index)
         chosen = self.resolve(objectives) if usable else []  # nothing completed: no metric to check yet
-        frame = self.trials
+        frame = self.searched()
         finished = frame[frame["state"].isin(["COMPLETE", "PRUNED", "FAIL"]) & ~frame["interrupted"]]
         finished = finished.sort_values(["datetime_complete", "number"], na_position="last", kind="stable")
         rows, kept, volume = [], [], 0.0
@@ -465,6 +499,7 @@ def _frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
                 **{name: value for name, value in metrics.items() if name not in FIXED_COLUMNS},
                 "feasible": _feasible(trial),
                 "interrupted": is_interrupted(trial),
+                "baseline": attrs.get(ATTR_BASELINE),
                 "fail_reason": attrs.get(ATTR_FAIL_REASON),
                 "node": attrs.get(ATTR_NODE),
                 "hostname": attrs.get(ATTR_HOST),

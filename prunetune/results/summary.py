@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-__all__ = ["Queries", "RunSummary", "answer_labels", "answer_lines", "normalisation_text", "summarise"]
+__all__ = ["Queries", "RunSummary", "answer_labels", "answer_lines", "baseline_line", "normalisation_text", "summarise"]
 
 
 def normalisation_text(objectives: Sequence[tuple[str, str]]) -> str:
@@ -61,6 +61,9 @@ class RunSummary:
     base: dict[str, float] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The baselines' own front (labelled trials), and the hypervolume of each baseline and of all.
+    baselines: pd.DataFrame | None = None
+    baseline_hypervolumes: dict[str, float] = field(default_factory=dict)
     message: str | None = None
     files: list[Path] = field(default_factory=list)
 
@@ -91,6 +94,11 @@ def answer_labels(queries: Queries, *, short: bool = False) -> dict[str, str]:
 def summarise(run: Run, queries: Queries = Queries()) -> RunSummary:
     """Front, knee, hypervolume and query answers of ``run``; never raises for an empty run."""
     summary = RunSummary(run=run, queries=queries, counts=run.counts(), fail_reasons=run.fail_reasons())
+    if not run.baselines().empty:
+        summary.baselines = run.baseline_front()
+        labels = sorted({str(label).split(":")[0] for label in run.baselines()["baseline"]})
+        summary.baseline_hypervolumes = {label: run.baseline_hypervolume(label=label) for label in labels}
+        summary.baseline_hypervolumes["all"] = run.baseline_hypervolume()
     if run.candidates().empty:
         summary.message = _nothing_message(run, summary)
         return summary
@@ -137,7 +145,8 @@ def _closest_feasible(run: Run) -> str:
     """'; closest 2.78 pp (trial 3)': the completed trial nearest to meeting every constraint."""
     from prunetune.search.goals import parse_constraint
 
-    done = run.trials[run.trials["state"] == "COMPLETE"]
+    searched = run.searched()
+    done = searched[searched["state"] == "COMPLETE"]
     bounds = [parse_constraint(text) for text in run.constraints]
     bounds = [(name, op, bound) for name, op, bound in bounds if name in done.columns]
     if done.empty or not bounds:
@@ -160,6 +169,8 @@ def answer_lines(summary: RunSummary) -> list[str]:
     run, lines = summary.run, []
     lines.append(f"knee: trial {summary.knee} ({_describe(run, summary.knee)})")
     lines.append(f"hypervolume: {summary.hypervolume:.4f} ({normalisation_text(run.objectives)})")
+    if summary.baseline_hypervolumes:
+        lines.append(baseline_line(summary))
     queries = summary.queries
     for key, label in answer_labels(queries).items():
         if key not in summary.answers:
@@ -175,6 +186,17 @@ def answer_lines(summary: RunSummary) -> list[str]:
         lines.append(f"measured on: {devices} (fine-tuning, accuracy and latency of each trial)")
     lines.extend(summary.notes)
     return lines
+
+
+def baseline_line(summary: RunSummary) -> str:
+    """'baselines: uniform HV 0.5812, global HV 0.6011; the searched front has 1.04x the best (global)'."""
+    volumes = {label: value for label, value in summary.baseline_hypervolumes.items() if label != "all"}
+    shown = ", ".join(f"{label} HV {value:.4f}" for label, value in volumes.items())
+    best_label, best = max(volumes.items(), key=lambda item: item[1])
+    if summary.hypervolume is None:
+        return f"baselines: {shown}; no searched front yet"
+    ratio = f"{summary.hypervolume / best:.2f}x" if best > 0 else "more than"
+    return f"baselines: {shown}; the searched front has {ratio} the best baseline's hypervolume ({best_label})"
 
 
 def _devices(run: Run) -> str:

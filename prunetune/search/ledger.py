@@ -24,6 +24,7 @@ from prunetune.search.goals import Goals
 from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, set_user_attrs, storage_url, trial_id
 
 __all__ = [
+    "ATTR_BASELINE",
     "ATTR_CURVE",
     "ATTR_DEVICE",
     "check_storage_url",
@@ -36,8 +37,10 @@ __all__ = [
     "STUDY_FILE",
     "STUDY_NAME",
     "claim_study_name",
+    "baseline_labels",
     "finished_trials",
     "generation_of",
+    "is_baseline",
     "is_interrupted",
     "list_runs",
     "mark_interrupted",
@@ -64,6 +67,8 @@ ATTR_ATTEMPTS = "attempts"
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_TRACEBACK = "traceback"
 ATTR_INTERRUPTED = "interrupted"
+#: The label of a trial that ran a baseline's plan (``"uniform:0.5"``), not a searched one.
+ATTR_BASELINE = "baseline"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -132,9 +137,19 @@ def is_interrupted(trial: FrozenTrial) -> bool:
     return bool(trial.user_attrs.get(ATTR_INTERRUPTED))
 
 
+def is_baseline(trial: FrozenTrial) -> bool:
+    return trial.user_attrs.get(ATTR_BASELINE) is not None
+
+
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that count towards the budget: finished, and not cut off by a stopped driver."""
-    return [t for t in study.get_trials(deepcopy=False, states=FINISHED) if not is_interrupted(t)]
+    """Trials that count towards the budget: searched (not baselines), finished, and not cut off by a stopped driver."""
+    return [t for t in study.get_trials(deepcopy=False, states=FINISHED) if not is_interrupted(t) and not is_baseline(t)]
+
+
+def baseline_labels(study: optuna.Study) -> set[str]:
+    """The labels of the baselines the study holds, finished and not interrupted (a resume skips them)."""
+    return {str(t.user_attrs[ATTR_BASELINE]) for t in study.get_trials(deepcopy=False, states=FINISHED)
+            if is_baseline(t) and not is_interrupted(t)}
 
 
 def mark_interrupted(study: optuna.Study) -> list[int]:

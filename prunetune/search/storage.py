@@ -28,9 +28,11 @@ __all__ = [
     "open_readonly",
     "open_storage",
     "process_constraints_after_trial",
+    "set_trial_user_attr",
     "set_user_attrs",
     "storage_url",
     "trial_id",
+    "with_sampler",
 ]
 
 #: The trial system attribute where Optuna keeps a trial's constraint values.
@@ -205,6 +207,16 @@ def set_user_attrs(trial: optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
     with _create_scoped_session(backend.scoped_session, True) as session:
         for key, value in attrs.items():
             backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id(trial), key, value)
+
+
+def set_trial_user_attr(study: Study, trial: FrozenTrial | optuna.trial.Trial, key: str, value: Any) -> None:
+    """Write a user attribute of a running trial from a sampler, which holds only its frozen copy."""
+    study._storage.set_trial_user_attr(trial_id(trial), key, value)
+
+
+def with_sampler(study: Study, sampler: optuna.samplers.BaseSampler) -> Study:
+    """Another handle on the same stored study, asking ``sampler`` for its trials."""
+    return optuna.load_study(study_name=study.study_name, storage=study._storage, sampler=sampler)
 
 
 def trial_id(trial: FrozenTrial | optuna.trial.Trial) -> int:
