@@ -77,6 +77,8 @@ class ObjectiveSection:
     `options` are its keyword arguments, `directions` the metrics' directions for a plain function.
     `keep_weights` ('none', 'front' or 'all') keeps trials' fine-tuned weights in `RUN/weights/` so
     that `prunetune export` returns exactly the evaluated model ('front': of the front's trials only).
+    `target` ({macs_reduction: 2.0}, or compression, params, size_bytes) repairs every plan onto that
+    budget before training; the objectives then default to accuracy alone.
     """
 
     type: str = "classification"
@@ -89,6 +91,9 @@ class ObjectiveSection:
     objectives: dict[str, str] = field(default_factory=lambda: {"accuracy": "maximize", "compression": "maximize"})
     constraints: list[str] = field(default_factory=list)
     keep_weights: str = "none"
+    #: Target mode: every plan repaired onto this budget before training ({macs_reduction: 2.0});
+    #: accuracy is then the one objective (see prunetune.pruners.target).
+    target: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +267,22 @@ def _shorthand(data: Any) -> Any:
     return data
 
 
+def _in_target_mode(experiment: Experiment) -> Experiment:
+    """Check `objective.target`; with the default objectives, accuracy becomes the one objective."""
+    from prunetune.pruners.target import Target
+
+    objective = experiment.objective
+    target = Target.from_config(objective.target)
+    if objective.objectives == ObjectiveSection().objectives:
+        experiment = experiment.replace(**{"objective.objectives": {"accuracy": "maximize"}})
+    elif len(objective.objectives) != 1:
+        raise PrunetuneError(
+            f"The 'objective.target' key ({target}) makes the search optimise one metric, but 'objective.objectives' "
+            f"names {', '.join(objective.objectives)}: keep one (accuracy), or leave it out."
+        )
+    return experiment
+
+
 def experiment_from_dict(data: Any) -> Experiment:
     """Parse and check a whole experiment (everything a file can get wrong, before any work)."""
     experiment = _parse_section(Experiment, _shorthand(data), "")
@@ -288,6 +309,9 @@ def experiment_from_dict(data: Any) -> Experiment:
     for name, options in experiment.methods.items():
         if options is not None and not isinstance(options, Mapping):
             raise PrunetuneError(f"The 'methods.{name}' options must be a mapping. Got {options!r} instead.")
+    if objective.target:
+        experiment = _in_target_mode(experiment)
+        objective = experiment.objective
     if not objective.objectives:
         raise PrunetuneError("The 'objective.objectives' section must name at least one metric.")
     for name, direction in objective.objectives.items():

@@ -81,11 +81,24 @@ def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Che
     data = load_experiment_data(experiment)
     model, base = _architecture(experiment, data)
     space = SearchSpace.for_model(model, torch.zeros(1, *data.input_shape), experiment.methods)
+    space = target_space(space, model, torch.zeros(1, *data.input_shape), experiment.objective.target)
     create_sampler(  # sampler name and options, on the real space
         experiment.search.sampler, seed=experiment.seed, n_objectives=len(goals.objectives),
         search_space=space.distributions, options=experiment.search.sampler_options,
     )
     return Checked(experiment=experiment, goals=goals, data=data, model=model, base=base, space=space)
+
+
+def target_space(space: SearchSpace, model: nn.Module, example: torch.Tensor, target: Mapping[str, Any]) -> SearchSpace:
+    """``space`` with its plans repaired onto ``objective.target`` (as is without one); a target
+    the space cannot reach even with every unit at its bound is refused here."""
+    if not target:
+        return space
+    from prunetune.pruners.target import PlanRepair, Target
+
+    repair = PlanRepair(model, example, Target.from_config(target), space.highs())
+    repair.check_reachable()
+    return space.with_target(repair)
 
 
 def _check_devices(experiment: Experiment) -> None:
@@ -191,6 +204,10 @@ def describe(checked: Checked) -> str:
     lines.append(f"  objectives: {goals}")
     if objective.constraints:
         lines.append(f"  constraints: {'; '.join(map(str, objective.constraints))}")
+    if space.repair is not None:
+        lines.append(f"  target: {space.repair.target}; every plan's ratios are scaled onto it before training")
+    if search.baselines:
+        lines.append(f"  baselines after the search: {', '.join(map(str, search.baselines))}")
     where = "a plain loop, no Ray" if execution.executor == "local" else f"Ray, {execution.workers} at once"
     lines.append(f"  sampler: {search.sampler}; {search.trials} trials on {where}")
     gpus = f", {execution.gpus_per_trial:g} GPU each" if execution.executor == "ray" and execution.gpus_per_trial else ""

@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from prunetune.app.preflight import check_experiment
+from prunetune.app.preflight import check_experiment, target_space
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
 from prunetune.search.executors import LocalExecutor, RayExecutor, StopRule
@@ -181,7 +181,7 @@ def run_experiment(
             objective.base_scores()  # once, here: the scores travel with the objective to every worker
         goals.check_against(objective.directions)
         example = torch.zeros(1, *data.input_shape)
-        space = SearchSpace.for_model(base, example, experiment.methods)
+        space = target_space(SearchSpace.for_model(base, example, experiment.methods), base, example, experiment.objective.target)
         search = experiment.search
 
         def make_sampler(seed: int) -> optuna.samplers.BaseSampler:

@@ -250,7 +250,7 @@ class LedgerSearcher(_DriverOnly, Searcher):
             if self.launched >= self.n_trials:
                 return Searcher.FINISHED
             trial = self.study.ask()
-            self.space.suggest(trial)
+            self.space.suggest_params(trial)
             self.launched += 1
             self.pending = _Live(trial, generation=generation_of(self.study, trial) if self.batch else None)
         if self.batch and not self._may_start(self.pending):

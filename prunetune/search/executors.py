@@ -66,7 +66,7 @@ class LocalExecutor:
     ) -> None:
         for _ in range(n_trials):
             trial = study.ask()
-            space.suggest(trial)
+            space.suggest_params(trial)
             outcome = run_trial(
                 objective, space, trial.params, should_stop=stop_check(stop_rule), threads=self.threads,
                 keep_weights=self.weights_dir is not None,

@@ -62,7 +62,7 @@ class OptunaObjective:
         return self.goals.directions
 
     def __call__(self, trial: optuna.Trial) -> Any:
-        self.space.suggest(trial)
+        self.space.suggest_params(trial)
         outcome = run_trial(self.objective, self.space, trial.params, should_stop=stop_check(self.stop_rule))
         state, values = store_outcome(trial, outcome, self.goals)
         if state == TrialState.PRUNED:

@@ -17,6 +17,7 @@ from torch import nn
 
 from prunetune.errors import PrunetuneError
 from prunetune.pruners import METHODS, Dimension, Plan, PruningMethod, make_method, register_method
+from prunetune.pruners.target import PlanRepair
 from prunetune.search.vector import VectorCodec
 
 __all__ = ["SearchSpace"]
@@ -68,6 +69,8 @@ class SearchSpace:
         self.methods = {method.name: method for method in methods}
         self.dimensions = {name: list(dimensions.get(name, ())) for name in self.methods}
         self.shared = tuple(shared)
+        #: Moves each plan onto the experiment's target (objective.target); None without one.
+        self.repair: PlanRepair | None = None
         unknown = [name for name in self.shared if name not in self.methods]
         if unknown:
             raise PrunetuneError(f"Shared dimensions named for methods not in the space: {', '.join(unknown)}")
@@ -132,7 +135,12 @@ class SearchSpace:
         return len(self._distributions)
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Plan:
-        """Define-by-run: suggest every parameter on `trial` and return the plan they make.
+        """Define-by-run: suggest every parameter on `trial` and return the plan they make."""
+        return self.plan(self.suggest_params(trial))
+
+    def suggest_params(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Suggest every parameter on `trial`; the parameters, without building their plan (an
+        engine asks in the driver and builds the plan, repaired onto a target, in the trial).
 
         The sampler's relative sample is asked for first, even when every parameter is fixed (an
         enqueued start point): Optuna asks it only on the first parameter that is not fixed, and a
@@ -147,10 +155,26 @@ class SearchSpace:
                 params[name] = trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step)
             else:
                 params[name] = trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step)
-        return self.plan(params)
+        return params
+
+    def with_target(self, repair: PlanRepair | None) -> SearchSpace:
+        """This space with every plan repaired onto a target (see :mod:`prunetune.pruners.target`)."""
+        space = SearchSpace(methods=list(self.methods.values()), dimensions=self.dimensions, shared=self.shared)
+        space.repair = repair
+        return space
+
+    def highs(self) -> dict[str, dict[str, float]]:
+        """Per method, each unit's (or layer's) highest value: the bounds a target repair scales up to."""
+        return {name: {dim.unit: float(dim.high) for dim in dims if dim.kind == "float"} for name, dims in self.dimensions.items()}
 
     def plan(self, params: Mapping[str, Any]) -> Plan:
-        """The plan for a full parameter dict (as Optuna records it)."""
+        """The plan for a full parameter dict (as Optuna records it), repaired onto the space's
+        target when it has one."""
+        plan = self.unrepaired_plan(params)
+        return plan if self.repair is None else self.repair.repair(plan)[0]
+
+    def unrepaired_plan(self, params: Mapping[str, Any]) -> Plan:
+        """The plan the parameters say, before any target repair."""
         missing = [name for name in self._distributions if name not in params]
         if missing:
             raise PrunetuneError(f"Parameters missing for this search space: {', '.join(missing[:5])}")
