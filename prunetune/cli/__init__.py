@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from prunetune.cli._analysis import add_dlp, add_sensitivity
 from prunetune.cli._models import add_models, add_prune, add_sweep, add_train, add_units
-from prunetune.cli._search import add_baseline, add_export, add_report, add_run, add_runs
+from prunetune.cli._search import add_baseline, add_export, add_finalize, add_report, add_run, add_runs
 from prunetune.errors import PrunetuneError
 
 __all__ = ["build_parser", "main"]
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report(commands)
     add_runs(commands)
     add_baseline(commands)
+    add_finalize(commands)
     add_sweep(commands)
     add_train(commands)
     add_prune(commands)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prunetune.cli._args import positive_int
 
-__all__ = ["add_baseline", "add_export", "add_report", "add_run", "add_runs"]
+__all__ = ["add_baseline", "add_export", "add_finalize", "add_report", "add_run", "add_runs"]
 
 
 def add_run(commands: argparse._SubParsersAction) -> None:
@@ -126,6 +126,33 @@ def _run_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_finalize(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "finalize",
+        help="retrain chosen trials (the front, or --trial N) for longer and record their final accuracies",
+        description=(
+            "Retrain chosen trials' models for more epochs on the run's data split and fine-tuning settings, holding "
+            "their masks, codebooks and drops; record final_accuracy and final_test_accuracy beside the search's "
+            "figures (reports show both) and keep the weights for export. Takes the run lock."
+        ),
+    )
+    parser.add_argument("run", type=Path, metavar="RUN", help="run folder")
+    parser.add_argument("--trial", type=int, action="append", default=[], metavar="N", help="a trial to finalize (repeatable)")
+    parser.add_argument("--front", action="store_true", help="every trial of the searched Pareto front")
+    parser.add_argument("--baselines", action="store_true", help="every trial of the baselines' front")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="epochs to retrain for (default 10)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the run's fine-tuning rate)")
+    parser.set_defaults(handler=_run_finalize)
+
+
+def _run_finalize(args: argparse.Namespace) -> int:
+    from prunetune.results.finalize import finalize_trials
+
+    done = finalize_trials(args.run, numbers=args.trial, front=args.front, baselines=args.baselines, epochs=args.epochs, lr=args.lr, echo=print)
+    print(f"finalized {len(done)} trial(s) of {args.run}; `prunetune report {args.run}` shows the final figures, export uses their weights")
+    return 0
+
+
 def add_report(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report",
@@ -161,8 +188,9 @@ def add_export(commands: argparse._SubParsersAction) -> None:
         "export",
         help="write one trial of a run as a pruned checkpoint (with its plan) and TorchScript",
         description=(
-            "Export a trial of a run: its kept weights (objective.keep_weights) when the run has them, else the "
-            "model re-created from the base checkpoint and the trial's plan. Writes OUT and OUT's .torchscript.pt."
+            "Export a trial of a run: its finalized weights (prunetune finalize) or kept weights (objective.keep_weights) "
+            "when the run has them, else the model re-created from the base checkpoint and the trial's plan. Writes OUT "
+            "and OUT's .torchscript.pt."
         ),
     )
     parser.add_argument("run", type=Path, help="run folder (RUN/experiment.yaml, RUN/study.db)")

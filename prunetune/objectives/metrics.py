@@ -103,6 +103,27 @@ METRICS: Mapping[str, Metric] = _catalogue(
         scaled=True, tables=("page",),
     ),
     Metric(
+        "final_accuracy", MAX, "fraction", "final val acc.",
+        "validation accuracy after `prunetune finalize` retrained the trial's model for longer",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric(
+        "final_test_accuracy", MAX, "fraction", "final test acc.",
+        "test accuracy after finalize: the figure to report for a chosen model",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric(
+        "final_accuracy_drop", MIN, "points", "final drop (pp)",
+        "base minus finalized validation accuracy, percentage points",
+        scaled=True, tables=("page",),
+    ),
+    Metric(
+        "final_test_accuracy_drop", MIN, "points", "final test drop (pp)",
+        "base minus finalized test accuracy, percentage points",
+        scaled=True, tables=("front", "page"),
+    ),
+    Metric("final_epochs", MAX, "count", "final epochs", "epochs finalize retrained the trial's model for"),
+    Metric(
         "accuracy_pruned", MAX, "fraction", "val acc. pruned",
         "validation accuracy right after pruning and BN recalibration",
         scaled=True,

@@ -1,7 +1,8 @@
 """Export: one trial of a run as a real, smaller model — a prunetune checkpoint with its plan, and TorchScript.
 
-With kept weights (`objective.keep_weights` in the experiment) the export is exactly the model the
-trial evaluated, so its accuracies equal the ledger's. Without them the model is re-created: the
+After `prunetune finalize` the export is the finalized model (retrained for longer). With kept
+weights (`objective.keep_weights` in the experiment) it is exactly the model the trial evaluated, so
+its accuracies equal the ledger's. Without them the model is re-created: the
 trial's plan is applied to the base model with the same calibration, BN recalibration and
 fine-tuning the trial had. The parameter count then still equals the ledger's, the accuracies come
 close (fine-tuning is not bit-for-bit repeatable across thread counts and machines).
@@ -9,13 +10,11 @@ close (fine-tuning is not bit-for-bit repeatable across thread counts and machin
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ from torch import nn
 from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.files import replacing
 from prunetune.results.runs import Run, load_run
-from prunetune.search.weights import load_kept_weights, weights_path
+from prunetune.results.finalize import retrain, trial_model
 
 __all__ = ["ExportResult", "export_trial", "select_trial", "torchscript_path"]
 
@@ -41,7 +40,7 @@ class ExportResult:
         trial: The trial's number in the run.
         path: The prunetune checkpoint (its plan included).
         torchscript: The TorchScript file next to it.
-        source: ``"kept weights"`` or ``"re-created from the plan"``.
+        source: ``"finalized weights"``, ``"kept weights"`` or ``"re-created from the plan"``.
         metrics: The exported model's figures (the objective's metric names).
         ledger: The trial's figures as the search recorded them.
         finetune_epochs: Extra fine-tuning epochs the export ran.
@@ -100,8 +99,8 @@ def export_trial(
 ) -> ExportResult:
     """Write trial `number` of `run` as a checkpoint at `output` and TorchScript beside it.
 
-    Uses the trial's kept weights when the run has them (unless `from_plan`), else re-creates the
-    model from the base checkpoint and the plan. `finetune_epochs` > 0 trains it further with the
+    Uses the trial's finalized weights, else its kept weights, when the run has them (unless
+    `from_plan`), else re-creates the model from the base checkpoint and the plan. `finetune_epochs` > 0 trains it further with the
     run's fine-tuning settings (pruned weights stay zero). Every check runs before anything is
     written; a bad choice raises PrunetuneError and writes nothing.
     """
@@ -122,27 +121,14 @@ def export_trial(
         why = row.get("fail_reason") or "no reason recorded"
         raise PrunetuneError(f"Trial {number} of {run.path} did not complete ({row['state']}: {why}); export a completed trial.")
     plan = run.plan(number)
-    run.register_methods()
     experiment = run.experiment
-    base_checkpoint = load_checkpoint(run.base_checkpoint)
     data = run.data()
-    base = base_checkpoint.build()
-    kept = weights_path(run.path, number)
-    if kept.is_file() and not from_plan:
-        source = "kept weights"
-        model = dataclasses.replace(
-            base_checkpoint, state_dict=load_kept_weights(kept), plan=plan, input_shape=tuple(data.input_shape)
-        ).build()
-    else:
-        source = "re-created from the plan"
-        echo(f"trial {number}: no kept weights{' used' if kept.is_file() else ''}; re-creating it from its plan")
-        with torch.enable_grad():  # fine-tuning trains, even when the caller runs under no_grad
-            model = _recreate(run, base, plan, data)
+    base = load_checkpoint(run.base_checkpoint).build()
+    model, source = trial_model(run, number, from_plan=from_plan, echo=echo)
     section = experiment.objective
     _, val_loader, test_loader = data.loaders(section.batch_size, seed=experiment.seed)
     if finetune_epochs:
-        with torch.enable_grad():
-            _finetune(run, model, plan, data, finetune_epochs, echo)
+        retrain(run, model, plan, data, finetune_epochs, echo)
     make_masks_permanent(model)
     model.eval()
     example = torch.zeros(1, *data.input_shape)
@@ -158,6 +144,11 @@ def export_trial(
     inputs = next(iter(val_loader))[0][:8].cpu()
     scripted = _torchscript(model.cpu(), inputs)
     ledger = {key: float(row[key]) for key in COMPARED + ("accuracy_drop", "test_accuracy_drop") if key in row.index and is_finite_number(row[key])}
+    if source == "finalized weights":  # compare with what finalize recorded, not the brief fine-tune's figures
+        for key in ("accuracy", "test_accuracy", "accuracy_drop", "test_accuracy_drop"):
+            final = f"final_{key}"
+            if final in row.index and is_finite_number(row[final]):
+                ledger[key] = float(row[final])
     script_file = torchscript_path(output)
     data_spec, data_options = checkpoint_source(experiment.data, seed=experiment.seed)
     with replacing(script_file) as temporary:  # the TorchScript file lands only once the checkpoint did
@@ -177,48 +168,6 @@ def export_trial(
         trial=number, path=output, torchscript=script_file, source=source, metrics=metrics, ledger=ledger,
         finetune_epochs=finetune_epochs,
     )
-
-
-def _recreate(run: Run, base: nn.Module, plan: Mapping[str, Any], data: Any) -> nn.Module:
-    """The trial's work again: prune a copy of the base, calibrate, recalibrate BN, fine-tune (as runner's objective)."""
-    from prunetune.objectives.prune_finetune import prune_and_finetune
-    from prunetune.objectives.training import TrainConfig
-
-    experiment = run.experiment
-    section = experiment.objective
-    finetune = TrainConfig(**section.finetune, seed=experiment.seed, batch_size=section.batch_size)
-    result = prune_and_finetune(
-        base, plan, data, finetune=finetune, batch_size=section.batch_size,
-        bn_recalibration_batches=section.bn_recalibration_batches,
-    )
-    return result.model
-
-
-def _finetune(run: Run, model: nn.Module, plan: Mapping[str, Any], data: Any, epochs: int, echo: Callable[[str], None]) -> None:
-    """Train further with the run's fine-tuning settings; weights pruned to zero stay zero."""
-    from torch.nn.utils import parametrize, prune
-
-    from prunetune.objectives.training import format_epoch
-    from prunetune.objectives.training import TrainConfig, train
-    from prunetune.pruners import make_masks_permanent, prunable_weight_layers
-
-    experiment = run.experiment
-    settings = dict(experiment.objective.finetune)
-    settings.update(epochs=epochs, max_steps=None)
-    config = TrainConfig(**settings, seed=experiment.seed, batch_size=experiment.objective.batch_size)
-    config.validate()
-    make_masks_permanent(model)
-    if "weights" in plan:  # unstructured: hold the zeros with masks while training, fold them after
-        modules = dict(model.named_modules())
-        for name in prunable_weight_layers(model):
-            if parametrize.is_parametrized(modules[name], "weight"):
-                continue  # a quantized layer's zeros have no code: they stay zero without a mask
-            weight = modules[name].weight
-            if bool((weight == 0).any()):
-                prune.custom_from_mask(modules[name], "weight", (weight != 0).to(weight.dtype))
-    train_loader, val_loader, _ = data.loaders(experiment.objective.batch_size, seed=experiment.seed)
-    train(model, train_loader, config=config, val_loader=val_loader, on_epoch=lambda stats: echo("  " + format_epoch(stats, epochs)))
-    make_masks_permanent(model)
 
 
 def _torchscript(model: nn.Module, inputs: torch.Tensor) -> torch.jit.ScriptModule:

@@ -29,6 +29,7 @@ from prunetune.search.ledger import (
     ATTR_NODE,
     ATTR_PLAN,
     ATTR_TIMES,
+    finalized_records,
     run_study_name,
     is_interrupted,
     storage_url,
@@ -175,7 +176,7 @@ class Run:
     @property
     def trials(self) -> pd.DataFrame:
         if self._frame is None:
-            self._frame = _frame(self.study.get_trials(deepcopy=False))
+            self._frame = _with_finalized(_frame(self.study.get_trials(deepcopy=False)), finalized_records(self.study))
         return self._frame
 
     @property
@@ -474,6 +475,19 @@ def _sorted(frame: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.Da
 def _feasible(trial: FrozenTrial) -> bool:
     constraints = trial.constraints
     return all(value <= 0 for value in constraints.values()) if constraints else True
+
+
+def _with_finalized(frame: pd.DataFrame, records: Mapping[int, Mapping[str, Any]]) -> pd.DataFrame:
+    """The finalize records' metrics (``final_accuracy``...) as columns of the trials they belong to."""
+    for number, record in records.items():
+        if number not in frame.index:
+            continue
+        for name, value in (record.get("metrics") or {}).items():
+            if is_finite_number(value):
+                if name not in frame.columns:
+                    frame.insert(frame.columns.get_loc("feasible"), name, math.nan)
+                frame.loc[number, name] = float(value)
+    return frame
 
 
 def _frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:

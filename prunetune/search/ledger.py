@@ -38,6 +38,7 @@ __all__ = [
     "STUDY_NAME",
     "claim_study_name",
     "baseline_labels",
+    "finalized_records",
     "finished_trials",
     "generation_of",
     "is_baseline",
@@ -45,6 +46,7 @@ __all__ = [
     "list_runs",
     "mark_interrupted",
     "open_study",
+    "record_finalized",
     "record_outcome",
     "run_study_name",
     "store_outcome",
@@ -67,6 +69,9 @@ ATTR_ATTEMPTS = "attempts"
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_TRACEBACK = "traceback"
 ATTR_INTERRUPTED = "interrupted"
+#: The study attribute prefix of a finalized trial's record (``finalized:7``): a finished trial's
+#: own attributes cannot change, so finalize writes beside it, in the study.
+FINALIZED = "finalized:"
 #: The label of a trial that ran a baseline's plan (``"uniform:0.5"``), not a searched one.
 ATTR_BASELINE = "baseline"
 
@@ -197,6 +202,19 @@ def record_outcome(study: optuna.Study, trial: optuna.trial.Trial, outcome: Mapp
     state, values = store_outcome(trial, outcome, goals)
     study.tell(trial, values, state=state)
     return state
+
+
+def record_finalized(study: optuna.Study, number: int, record: Mapping[str, Any]) -> None:
+    """Keep what finalize measured for trial ``number`` (its metrics, epochs, weights file)."""
+    study.set_user_attr(f"{FINALIZED}{int(number)}", dict(record))
+
+
+def finalized_records(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Trial number -> its finalize record, for the trials that were finalized."""
+    return {
+        int(key[len(FINALIZED):]): value for key, value in study.user_attrs.items()
+        if key.startswith(FINALIZED) and key[len(FINALIZED):].isdigit() and isinstance(value, dict)
+    }
 
 
 class RunLock:

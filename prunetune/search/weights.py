@@ -24,6 +24,7 @@ __all__ = [
     "keep_only",
     "load_kept_weights",
     "model_bytes",
+    "final_weights_path",
     "weights_dir",
     "weights_name",
     "weights_path",
@@ -46,6 +47,11 @@ def weights_dir(run_dir: Path) -> Path:
 def weights_path(run_dir: Path, number: int) -> Path:
     """Where trial `number`'s kept weights live in the run folder."""
     return weights_dir(run_dir) / weights_name(number)
+
+
+def final_weights_path(run_dir: Path, number: int) -> Path:
+    """Where `prunetune finalize` keeps trial `number`'s retrained weights (same format as kept weights)."""
+    return weights_dir(run_dir) / f"final-{weights_name(number)}"
 
 
 def model_bytes(model: nn.Module) -> bytes:
