@@ -119,6 +119,19 @@ class TestOnLocalRay:
             {name.split(".", 1)[1]: min(ratio, 0.9) for name in trials[0].params} for ratio in (0.3, 0.6)
         ]
 
+    def test_screened_out_trials_stop_on_the_workers_with_their_reason(self, local_ray: str, tmp_path: Path) -> None:
+        data = experiment_data({
+            "search.trials": 8, "objective.objectives": {"accuracy": "maximize"},
+            "search.screening": {"enabled": True, "keep_fraction": 0.2, "min_screened": 2},
+        })
+        study = run_experiment(experiment_from_dict(data), tmp_path / "run", echo=quiet)
+        trials = study.get_trials(deepcopy=False)
+        assert len(finished_trials(study)) == 8
+        pruned = [t for t in trials if t.state == TrialState.PRUNED]
+        assert pruned, "with 8 plans and the best 20% kept, some are screened out"
+        assert all(t.user_attrs[ATTR_FAIL_REASON].startswith("screened out after pruning") for t in pruned)
+        assert all(list(t.user_attrs["curve"]) == ["0"] for t in pruned)  # stopped before any fine-tuning epoch
+
     def test_a_method_of_the_users_own_is_searched_on_ray_workers(self, local_ray: str, tmp_path: Path) -> None:
         # A copy in the test's folder, named by path: workers cannot import it, it travels by value.
         source = Path(__file__).resolve().parent / "methods_for_tests.py"

@@ -109,12 +109,24 @@ class EarlyStoppingSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScreeningSection:
+    """Cheap screening (EagleEye's adaptive BN as a fidelity): right after pruning and BN
+    recalibration, a plan outside the best `keep_fraction` of the plans screened so far is not
+    fine-tuned (recorded as pruned, 'screened out'); the first `min_screened` all go on."""
+
+    enabled: bool = False
+    keep_fraction: float = 0.25
+    min_screened: int = 8
+
+
+@dataclass(frozen=True, kw_only=True)
 class SearchSection:
     sampler: str = "nsga2"
     sampler_options: dict[str, Any] = field(default_factory=dict)
     trials: int = 40
     batch_generations: bool = True
     early_stopping: EarlyStoppingSection = field(default_factory=EarlyStoppingSection)
+    screening: ScreeningSection = field(default_factory=ScreeningSection)
     #: Start points evaluated first on a fresh run: plans, or names (see prunetune.app.priors).
     start_from: list[Any] = field(default_factory=list)
     #: Baselines run after the search, beside its front (see prunetune.app.baselines).
@@ -304,6 +316,11 @@ def experiment_from_dict(data: Any) -> Experiment:
     _at_least("search.early_stopping.margin", search.early_stopping.margin, 0)
     _at_least("search.early_stopping.warmup_steps", search.early_stopping.warmup_steps, 0)
     _at_least("search.early_stopping.min_completed", search.early_stopping.min_completed, 1)
+    _at_least("search.screening.min_screened", search.screening.min_screened, 1)
+    if not 0.0 < search.screening.keep_fraction <= 1.0:
+        raise PrunetuneError(
+            f"The 'search.screening.keep_fraction' key must be in (0, 1]. Got {search.screening.keep_fraction!r} instead."
+        )
     if not experiment.methods:
         raise PrunetuneError("The 'methods' section must name at least one pruning method.")
     for name, options in experiment.methods.items():

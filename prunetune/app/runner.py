@@ -157,6 +157,38 @@ def dominance_rule(study: optuna.Study, margin: float, min_completed: int, warmu
     return rule
 
 
+def screening_rule(study: optuna.Study, keep_fraction: float, min_screened: int, *, by_compression: bool) -> StopRule:
+    """Cheap screening from the ledger: at step 0 (pruned, BN recalibrated, not yet fine-tuned), a
+    plan outside the best `keep_fraction` of the screened plans stops there, with its reason."""
+    from prunetune.search.early_stopping import screened_out
+
+    def rule(compression: float, step: int, accuracy: float) -> bool | str:
+        if step != 0:
+            return False
+        history = [
+            (float(first["compression"]), float(first["val_accuracy"]))
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+            if not is_baseline(t)
+            for first in [t.user_attrs.get(ATTR_CURVE, {}).get("0") or {}]
+            if "compression" in first and "val_accuracy" in first
+        ]
+        if len(history) < min_screened or not screened_out(history, compression, accuracy, keep_fraction, by_compression=by_compression):
+            return False
+        return (
+            f"screened out after pruning and BN recalibration: validation accuracy {accuracy:.4f} at {compression:.3g}x "
+            f"is outside the best {keep_fraction:.0%} of {len(history) + 1} screened plans"
+        )
+
+    return rule
+
+
+def _either(first: StopRule | None, second: StopRule | None) -> StopRule | None:
+    """One rule asking `first`, then `second` (None where neither is set)."""
+    if first is None or second is None:
+        return first or second
+    return lambda compression, step, accuracy: first(compression, step, accuracy) or second(compression, step, accuracy)
+
+
 def _accuracy_curve(curve: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     return {step: values["val_accuracy"] for step, values in curve.items() if "val_accuracy" in values}
 
@@ -212,6 +244,10 @@ def run_experiment(
         progress = Progress(total=search.trials, done=done, echo=echo, study=study)
         stopping = search.early_stopping
         rule = dominance_rule(study, stopping.margin, stopping.min_completed, stopping.warmup_steps) if stopping.enabled else None
+        screening = search.screening
+        if screening.enabled:
+            by_compression = "compression" in goals.metric_names
+            rule = _either(screening_rule(study, screening.keep_fraction, screening.min_screened, by_compression=by_compression), rule)
         execution = experiment.execution
         keep = weights_dir(run_dir) if experiment.objective.keep_weights != "none" else None
         if execution.executor == "local":

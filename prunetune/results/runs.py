@@ -498,7 +498,10 @@ def _frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
     rows = []
     for trial in trials:
         attrs = trial.user_attrs
-        metrics = attrs.get(ATTR_METRICS) or {}
+        metrics = dict(attrs.get(ATTR_METRICS) or {})
+        first = (attrs.get(ATTR_CURVE) or {}).get("0") or {}
+        if "accuracy_pruned" not in metrics and is_finite_number(first.get("val_accuracy")):
+            metrics["accuracy_pruned"] = first["val_accuracy"]  # the screening fidelity: pruned, BN recalibrated
         for name in metrics:
             if name not in metric_names and name not in FIXED_COLUMNS:
                 metric_names.append(name)

@@ -24,7 +24,7 @@ from prunetune.search.goals import Goals
 from prunetune.search.ledger import ATTR_ATTEMPTS, generation_of, record_outcome
 from prunetune.search.progress import Progress
 from prunetune.search.space import SearchSpace
-from prunetune.search.trial import run_trial
+from prunetune.search.trial import DOMINATED, run_trial
 from prunetune.search.weights import weights_name, write_weights
 
 __all__ = ["ErrorLog", "LedgerSearcher", "StopScheduler", "trainable", "trial_dirname"]
@@ -45,7 +45,7 @@ class _DriverOnly:
 # Tune flattens nested results for searchers; these travel as JSON text instead.
 VALUES, OUTCOME, WHERE = "prunetune_values", "prunetune_outcome", "prunetune_where"
 STEP_WHERE, STEP_OUTCOME = -2, -1
-STOPPED_REASON = "stopped early: dominated by a completed trial at equal or higher compression"
+STOPPED_REASON = f"stopped early: {DOMINATED}"
 REASON_CHARS = 400
 #: How long one call waits at the gate before the worker asks again (it is answered as soon as it opens).
 GATE_WAIT_SECONDS = 10.0
@@ -232,7 +232,8 @@ class LedgerSearcher(_DriverOnly, Searcher):
         self.gate, self.gate_open = gate, -1
         self.live: dict[str, _Live] = {}
         self.pending: _Live | None = None
-        self.stopped: set[str] = set()
+        #: Trials the scheduler stopped, with why.
+        self.stopped: dict[str, str] = {}
         self.launched = 0
         self.in_batch = 0
 
@@ -319,7 +320,8 @@ class LedgerSearcher(_DriverOnly, Searcher):
             outcome = {"status": "fail", "reason": self.errors.reason(trial_id), "curve": live.curve}
         elif outcome is None:
             last = live.curve[max(live.curve, key=int)] if live.curve else {}
-            outcome = {"status": "pruned", "reason": STOPPED_REASON, "metrics": last, "curve": live.curve}
+            reason = self.stopped.get(trial_id, STOPPED_REASON)
+            outcome = {"status": "pruned", "reason": reason, "metrics": last, "curve": live.curve}
         outcome = self._with_context(trial_id, live, outcome)
         self._keep_weights(live.trial.number, complete=outcome.get("status") == "complete")
         state = record_outcome(self.study, live.trial, outcome, self.goals)
@@ -368,14 +370,10 @@ class StopScheduler(_DriverOnly, FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         step, values = result.get("step"), json.loads(result.get(VALUES) or "{}")
-        if (
-            self.rule is not None
-            and isinstance(step, int)
-            and step >= 0
-            and "compression" in values
-            and "val_accuracy" in values
-            and self.rule(float(values["compression"]), step, float(values["val_accuracy"]))
-        ):
-            self.searcher.stopped.add(trial.trial_id)
+        if self.rule is None or not isinstance(step, int) or step < 0 or "compression" not in values or "val_accuracy" not in values:
+            return TrialScheduler.CONTINUE
+        verdict = self.rule(float(values["compression"]), step, float(values["val_accuracy"]))
+        if verdict:
+            self.searcher.stopped[trial.trial_id] = verdict if isinstance(verdict, str) else f"stopped early at step {step}: {DOMINATED}"
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

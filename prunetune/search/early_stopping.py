@@ -40,6 +40,7 @@ from prunetune.search.storage import trial_id
 
 __all__ = [
     "COMPRESSION_ATTR",
+    "screened_out",
     "DominancePruner",
     "completed_history",
     "dominated",
@@ -70,6 +71,31 @@ def dominated(history: History, compression: float, step: int, accuracy: float, 
         if other is not None and math.isfinite(other) and other >= accuracy + margin:
             return True
     return False
+
+
+def screened_out(
+    history: Iterable[tuple[float, float]], compression: float, accuracy: float, keep_fraction: float,
+    *, by_compression: bool = True,
+) -> bool:
+    """Whether a plan scored right after pruning and BN recalibration falls outside the best
+    ``keep_fraction`` of the screened plans (``history`` of (compression, accuracy), and itself).
+
+    Cheap screening (EagleEye's adaptive BN as a search fidelity): a plan's accuracy once its BN
+    statistics are re-estimated ranks plans before any fine-tuning. Plans rank by how many screened
+    plans dominate them (higher accuracy at equal or higher compression; accuracy alone without
+    ``by_compression``, as in target mode where every plan has the target's compression); a plan
+    goes on to fine-tuning when no more plans dominate it than dominate the best ``keep_fraction``.
+    """
+    points = [*history, (compression, accuracy)]
+
+    def depth(c: float, a: float) -> int:
+        if not by_compression:
+            return sum(1 for _, other in points if other > a)
+        return sum(1 for oc, oa in points if oc >= c and oa >= a and (oc > c or oa > a))
+
+    depths = sorted(depth(c, a) for c, a in points)
+    cutoff = depths[max(0, math.ceil(keep_fraction * len(points)) - 1)]
+    return depth(compression, accuracy) > cutoff
 
 
 def completed_history(trials: Iterable[FrozenTrial], *, attr: str = COMPRESSION_ATTR) -> list[tuple[float, dict[int, float]]]:

@@ -30,15 +30,16 @@ from prunetune.search.weights import write_weights
 
 __all__ = ["LocalExecutor", "RayExecutor", "StopRule", "stop_check"]
 
-#: (compression, step, accuracy at that step) -> stop? Built from the ledger by the runner.
-StopRule = Callable[[float, int, float], bool]
+#: (compression, step, accuracy at that step) -> stop? Built from the ledger by the runner. A
+#: string answer stops the trial with that reason; True stops it as dominated.
+StopRule = Callable[[float, int, float], "bool | str"]
 
 
-def stop_check(rule: StopRule | None) -> Callable[[int, Mapping[str, float]], bool] | None:
+def stop_check(rule: StopRule | None) -> Callable[[int, Mapping[str, float]], bool | str] | None:
     if rule is None:
         return None
 
-    def check(step: int, values: Mapping[str, float]) -> bool:
+    def check(step: int, values: Mapping[str, float]) -> bool | str:
         if "compression" not in values or "val_accuracy" not in values:
             return False
         return rule(float(values["compression"]), step, float(values["val_accuracy"]))

@@ -17,14 +17,17 @@ from typing import Any
 from prunetune.runtime import model_device, torch_threads
 from prunetune.search.space import SearchSpace
 
-__all__ = ["ReportSink", "StopCheck", "StopTrial", "run_trial"]
+__all__ = ["DOMINATED", "ReportSink", "StopCheck", "StopTrial", "run_trial"]
 
 TRACEBACK_LINES = 12
 
 #: Receives each intermediate report: (step, values).
 ReportSink = Callable[[int, Mapping[str, float]], None]
-#: Decides from (step, values) whether the trial should stop now (early stopping).
-StopCheck = Callable[[int, Mapping[str, float]], bool]
+#: Decides from (step, values) whether the trial should stop now (early stopping, screening): a
+#: string is the reason, True the dominance rule's.
+StopCheck = Callable[[int, Mapping[str, float]], "bool | str"]
+#: Why a trial the dominance rule stopped was stopped.
+DOMINATED = "dominated by a completed trial at equal or higher compression"
 
 
 class StopTrial(Exception):
@@ -59,8 +62,9 @@ def run_trial(
         curve[str(step)] = {key: float(value) for key, value in values.items()}
         if sink is not None:
             sink(step, values)
-        if should_stop is not None and should_stop(step, values):
-            raise StopTrial(f"stopped early at step {step}: dominated by a completed trial at equal or higher compression")
+        verdict = should_stop(step, values) if should_stop is not None else False
+        if verdict:
+            raise StopTrial(verdict if isinstance(verdict, str) else f"stopped early at step {step}: {DOMINATED}")
 
     try:
         space.register_methods()  # a user's method, shipped to this worker inside the space
