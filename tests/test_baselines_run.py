@@ -10,8 +10,10 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from test_search_local import fast_experiment as search_local_experiment
+
 from prunetune.app.baselines import baseline_points, check_baselines
-from prunetune.app.experiment import Experiment, experiment_from_dict
+from prunetune.app.experiment import Experiment
 from prunetune.app.runner import run_experiment
 from prunetune.cli import main
 from prunetune.errors import PrunetuneError
@@ -24,17 +26,9 @@ from prunetune.search.space import SearchSpace
 from prunetune.search.storage import with_sampler
 from prunetune.zoo import build_model
 
-ARITHMETIC = f"{Path(__file__).with_name('objectives_for_tests.py')}:ArithmeticObjective"
-
-
 def fast_experiment(**changes: object) -> Experiment:
-    data = {
-        "model": {"train": {"epochs": 1}},
-        "objective": {"type": ARITHMETIC, "bn_recalibration_batches": 0},
-        "search": {"sampler": "random", "trials": 4, "early_stopping": {"enabled": False}},
-        "execution": {"executor": "local"},
-    }
-    return experiment_from_dict(data).replace(**changes)
+    """The local engine tests' experiment (arithmetic objective), with random plans and 4 trials."""
+    return search_local_experiment(**{"search.sampler": "random", "search.trials": 4, **changes})
 
 
 def labelled(study) -> dict[str, object]:
