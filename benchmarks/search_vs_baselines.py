@@ -69,7 +69,8 @@ def experiment(name: str, spec: dict[str, Any], base: Path, *, seed: int, sample
     objective: dict[str, Any] = {"finetune": spec["finetune"], "objectives": {"accuracy": "maximize", "compression": "maximize"}}
     if target:
         objective = {"finetune": spec["finetune"], "target": {"macs_reduction": TARGET_MACS}}
-    data: dict[str, Any] = {"spec": spec["data"], "val_fraction": 0.1}
+    # The split the base was trained on (seed 0) for every search seed: validation stays unseen.
+    data: dict[str, Any] = {"spec": spec["data"], "val_fraction": 0.1, "split_seed": 0}
     if spec["limit"]:
         data["limit"] = spec["limit"]
     return experiment_from_dict({

@@ -425,3 +425,20 @@ def test_creditcard_real_file_end_to_end(datasets_root: Path) -> None:
     labels = [split.tensors[1] for split in (splits.train, splits.val, splits.test)]
     assert sum(len(y) for y in labels) == 284807 and sum(int(y.sum()) for y in labels) == 492
     assert "creditcard.csv.xz" in splits.description
+
+
+def test_a_split_seed_keeps_the_bases_split_whatever_the_experiments_seed() -> None:
+    from prunetune.errors import PrunetuneError
+    from prunetune.zoo.datasets.section import checkpoint_source, open_data
+
+    def val_inputs(splits):
+        return next(iter(splits.loaders(512, seed=0).val))[0]
+
+    base = open_data({"spec": "digits"}, seed=0)
+    kept = open_data({"spec": "digits", "split_seed": 0}, seed=2)
+    moved = open_data({"spec": "digits"}, seed=2)
+    assert torch.equal(val_inputs(base), val_inputs(kept))
+    assert not torch.equal(val_inputs(base), val_inputs(moved))
+    assert checkpoint_source({"spec": "digits", "split_seed": 0}, seed=2)[1]["seed"] == 0
+    with pytest.raises(PrunetuneError, match="data.split_seed"):
+        open_data({"spec": "digits", "split_seed": "zero"}, seed=0)

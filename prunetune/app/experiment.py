@@ -67,6 +67,9 @@ class DataSection:
     image_size: int | None = None
     num_workers: int = 0
     augment: dict[str, Any] = field(default_factory=dict)
+    #: The train/validation split's seed (None: the experiment's seed). Name the base's split when
+    #: searches with other seeds share one base, or they validate on its training records.
+    split_seed: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

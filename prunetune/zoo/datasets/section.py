@@ -13,12 +13,14 @@ from prunetune.zoo.datasets.base import DataSplits
 from prunetune.zoo.datasets.factory import load_factory
 from prunetune.zoo.datasets.spec import load_data
 
-__all__ = ["checkpoint_source", "open_data"]
+__all__ = ["checkpoint_source", "open_data", "split_seed"]
 
 
 def open_data(section: Mapping[str, Any], *, seed: int) -> DataSplits:
     """The splits ``section`` describes (keys: ``spec`` or ``factory`` with ``options``,
-    ``val_fraction``, ``limit``, ``image_size``, ``num_workers``, ``augment``), split with ``seed``."""
+    ``val_fraction``, ``limit``, ``image_size``, ``num_workers``, ``augment``), split with ``seed``
+    unless the section names its own ``split_seed``."""
+    seed = split_seed(section, seed)
     factory, options = section.get("factory"), section.get("options") or {}
     common = {"val_fraction": section.get("val_fraction", 0.1), "seed": seed, "limit": section.get("limit")}
     if factory:
@@ -37,11 +39,26 @@ def open_data(section: Mapping[str, Any], *, seed: int) -> DataSplits:
     return dataclasses.replace(splits, num_workers=workers, augment=augment)
 
 
+def split_seed(section: Mapping[str, Any], seed: int) -> int:
+    """The seed of the train/validation split: the section's ``split_seed``, else the experiment's seed.
+
+    Searches over several seeds on one base model keep the split the base was trained on by naming
+    it here; otherwise a search seeded differently would validate on the base's training records.
+    """
+    value = section.get("split_seed")
+    if value is None:
+        return seed
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        bad_key("data.split_seed", value, "an integer >= 0")
+    return int(value)
+
+
 def checkpoint_source(section: Mapping[str, Any], *, seed: int) -> tuple[str | None, dict[str, Any]]:
     """What a checkpoint records to read its data again with ``load_data``: the spec and its options
     (no spec for a factory's data, which only the experiment file can name)."""
     if section.get("factory"):
         return None, {}
+    seed = split_seed(section, seed)
     options = {"val_fraction": section.get("val_fraction", 0.1), "seed": seed, "limit": section.get("limit")}
     if section.get("image_size") is not None:
         options["image_size"] = section["image_size"]
