@@ -234,12 +234,13 @@ def run_experiment(
             sampler = study.sampler = make_sampler(resume_seed(experiment.seed, before))
         interrupted = mark_interrupted(study)
         done = len(finished_trials(study))
-        remaining = max(search.trials - done, 0) if only_baselines is None else 0
-        if only_baselines is None and (done or interrupted):
+        searching = only_baselines is None
+        remaining = max(search.trials - done, 0) if searching else 0
+        if searching and (done or interrupted):
             echo(f"resuming: {done} trials finished, {len(interrupted)} interrupted (closed), {remaining} to run")
-        if only_baselines is None:
+        if searching:
             echo(f"search: {len(space)} parameters ({', '.join(space.methods)}), sampler {search.sampler}, {search.trials} trials")
-        if not before and search.start_from and only_baselines is None:
+        if not before and search.start_from and searching:
             _start_search_from(experiment, study, space, base, data, echo)
         progress = Progress(total=search.trials, done=done, echo=echo, study=study)
         stopping = search.early_stopping
@@ -267,7 +268,7 @@ def run_experiment(
             )
         if remaining:
             executor.run(study, space, objective, goals, n_trials=remaining, progress=progress, stop_rule=rule)
-        entries = search.baselines if only_baselines is None else only_baselines
+        entries = search.baselines if searching else only_baselines
         if entries:
             _run_baselines(entries, study, space, base, example, objective, goals, executor, echo)
         if experiment.objective.keep_weights == "front":

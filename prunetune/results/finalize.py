@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.files import write_bytes
 from prunetune.results.runs import Run, load_run
 from prunetune.search.weights import final_weights_path, load_kept_weights, model_bytes, weights_path
@@ -168,5 +168,6 @@ def finalize_trials(
 
 
 def _finalized_epochs(run: Run, number: int) -> float:
+    """Epochs earlier finalize runs already trained trial ``number`` for (0 if never)."""
     row = run.trial(number)
-    return float(row["final_epochs"]) if "final_epochs" in row.index and row["final_epochs"] == row["final_epochs"] else 0.0
+    return float(row["final_epochs"]) if "final_epochs" in row.index and is_finite_number(row["final_epochs"]) else 0.0
