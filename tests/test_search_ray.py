@@ -502,7 +502,8 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
     """200 short trials (the default NSGA-II, generations batched) from a `prunetune run` driver on a
     simulated 4-node cluster; a worker node is killed while it runs a trial. Every trial runs to
     completion once, the lost node's trial is retried on another node, and the ledger names the node
-    that ran each."""
+    that ran each. The head node offers no CPUs, as a cluster's head often does, so every trial
+    lands on a worker node whatever pace the driver keeps."""
     from ray.cluster_utils import Cluster
 
     budget, lose_after = 200, 60
@@ -518,9 +519,9 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
 
     try:
         with ray_environment(temp):
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
             for _ in range(3):
-                cluster.add_node(num_cpus=1)
+                cluster.add_node(num_cpus=2)
             cluster.wait_for_nodes()
         workers = {node.node_id: node for node in cluster.worker_nodes}
         nodes = {cluster.head_node.node_id, *workers}
@@ -586,7 +587,7 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
     assert retried.user_attrs[ATTR_ATTEMPTS] == 2 and runs_of[retried.number][0] == lost["node"]
     assert retried.user_attrs[ATTR_NODE] in nodes - {lost["node"]}  # finished elsewhere
     assert [t.number for t in trials if t.user_attrs.get(ATTR_ATTEMPTS, 1) > 1] == [retried.number]
-    # Trials spread over the nodes (how many run at once is bounded by how fast the driver dispatches).
+    # Trials ran on the worker nodes only (the head offers no CPUs), the lost one among them.
     ran = collections.Counter(t.user_attrs[ATTR_NODE] for t in trials)
-    assert len(ran) >= 3 and lost["node"] in ran, ran
-    print(f"4 nodes, one lost: {budget} trials in {seconds:.1f} s, {budget / seconds:.2f} trials/s")
+    assert set(ran) <= set(workers) and lost["node"] in ran and len(ran) >= 2, ran
+    print(f"4 nodes, one lost: {budget} trials in {seconds:.1f} s, {budget / seconds:.2f} trials/s, per node {sorted(ran.values())}")
