@@ -101,6 +101,7 @@ def test_finalize_refuses_what_it_cannot_do_and_writes_nothing(masked_run: Path,
         (["finalize", str(masked_run)], "Choose what to finalize"),
         (["finalize", str(masked_run), "--trial", "99"], "has no trial 99"),
         (["finalize", str(masked_run), "--trial", "0", "--lr", "-1"], "'lr' of finalize must be a number > 0"),
+        (["finalize", str(masked_run), "--trial", "0", "--device", "tpu"], "The --device flag must be one of auto, cpu"),
     ):
         assert main(argv) == 2
         assert words in capsys.readouterr().err
@@ -114,4 +115,37 @@ def test_finalize_refuses_what_it_cannot_do_and_writes_nothing(masked_run: Path,
     finally:
         (masked_run / ".lock").unlink()
     assert {path.name for path in (masked_run / "weights").iterdir()} == before
+
+
+def test_finalize_asked_for_a_missing_gpu_stops_before_training(masked_run: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    before = {path.name for path in (masked_run / "weights").iterdir()}
+    assert main(["finalize", str(masked_run), "--front", "--device", "cuda"]) == 2
+    assert "The --device flag asks for cuda, but this machine has no CUDA device" in capsys.readouterr().err
+    assert {path.name for path in (masked_run / "weights").iterdir()} == before
+
+
+@pytest.mark.gpu
+def test_a_local_search_and_its_finalize_run_on_the_gpu(tmp_path: Path) -> None:
+    """Without Ray, ``auto`` takes the GPU: trials (bf16) and finalize train there; the finalized
+    weights are saved from the CPU, so export and a CPU-only user load them."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here: this test needs one (run it on a GPU machine)")
+    data = experiment({"filters": {"max_ratio": 0.5}, "weights": {"mode": "ratio", "max_ratio": 0.8}}).to_dict()
+    data["objective"]["finetune"]["precision"] = "bf16"
+    run_dir = tmp_path / "run"
+    run_experiment(experiment_from_dict(data), run_dir, echo=lambda line: None)
+    run = load_run(run_dir)
+    done = run.trials[run.trials["state"] == "COMPLETE"]
+    assert len(done) == 3 and set(done["device"]) == {"cuda:0"}, run.trials[["state", "fail_reason"]]
+    number = int(run.front().index[0])
+    [record] = finalize_trials(run_dir, numbers=[number], epochs=1, echo=lambda line: None).values()
+    assert record["device"] == "cuda:0"
+    saved = load_kept_weights(final_weights_path(run_dir, number))
+    assert {tensor.device.type for tensor in saved.values()} == {"cpu"}
+    result = export_trial(load_run(run_dir), number, tmp_path / "final.pt")
+    assert result.source == "finalized weights"
+    # The same weights evaluated on the CPU (the GPU may round convolutions through TF32).
+    assert result.metrics["accuracy"] == pytest.approx(record["metrics"]["final_accuracy"], abs=0.01)
 

@@ -142,13 +142,15 @@ def add_finalize(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--baselines", action="store_true", help="every trial of the baselines' front")
     parser.add_argument("--epochs", type=positive_int, default=10, help="epochs to retrain for (default 10)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the run's fine-tuning rate)")
+    parser.add_argument("--device", default=None, help="auto (a GPU if there is one), cpu, cuda, cuda:N or mps (default: the run's execution.device)")
     parser.set_defaults(handler=_run_finalize)
 
 
 def _run_finalize(args: argparse.Namespace) -> int:
     from prunetune.results.finalize import finalize_trials
 
-    done = finalize_trials(args.run, numbers=args.trial, front=args.front, baselines=args.baselines, epochs=args.epochs, lr=args.lr, echo=print)
+    done = finalize_trials(args.run, numbers=args.trial, front=args.front, baselines=args.baselines, epochs=args.epochs, lr=args.lr,
+                            device=args.device, echo=print)
     print(f"finalized {len(done)} trial(s) of {args.run}; `prunetune report {args.run}` shows the final figures, export uses their weights")
     return 0
 

@@ -49,9 +49,13 @@ def chosen_trials(run: Run, *, numbers: Sequence[int] = (), front: bool = False,
     return list(dict.fromkeys(chosen))
 
 
-def trial_model(run: Run, number: int, *, from_plan: bool = False, final: bool = True, echo: Callable[[str], None] = lambda line: None) -> tuple[nn.Module, str]:
+def trial_model(
+    run: Run, number: int, *, from_plan: bool = False, final: bool = True, device: torch.device | None = None,
+    echo: Callable[[str], None] = lambda line: None,
+) -> tuple[nn.Module, str]:
     """Trial ``number``'s model and where it came from: finalized weights (with ``final``), kept
-    weights, or (``from_plan``, or neither kept) re-created from its plan as the trial made it."""
+    weights, or (``from_plan``, or neither kept) re-created from its plan as the trial made it (on
+    ``device``; loaded weights stay on the CPU for the caller to move)."""
     from prunetune.zoo.checkpoint import load_checkpoint
 
     plan = run.plan(number)
@@ -63,10 +67,10 @@ def trial_model(run: Run, number: int, *, from_plan: bool = False, final: bool =
             return dataclasses.replace(checkpoint, state_dict=load_kept_weights(path), plan=plan, input_shape=shape).build(), source
     echo(f"trial {number}: no kept weights{' used' if weights_path(run.path, number).is_file() else ''}; re-creating it from its plan")
     with torch.enable_grad():  # fine-tuning trains, even when the caller runs under no_grad
-        return recreate_model(run, checkpoint.build(), plan, run.data()), "re-created from the plan"
+        return recreate_model(run, checkpoint.build(), plan, run.data(), device), "re-created from the plan"
 
 
-def recreate_model(run: Run, base: nn.Module, plan: Mapping[str, Any], data: Any) -> nn.Module:
+def recreate_model(run: Run, base: nn.Module, plan: Mapping[str, Any], data: Any, device: torch.device | None = None) -> nn.Module:
     """The trial's work again: prune a copy of the base, calibrate, recalibrate BN, fine-tune (as the run's objective)."""
     from prunetune.objectives.prune_finetune import prune_and_finetune
     from prunetune.objectives.training import TrainConfig
@@ -76,7 +80,7 @@ def recreate_model(run: Run, base: nn.Module, plan: Mapping[str, Any], data: Any
     finetune = TrainConfig(**section.finetune, seed=experiment.seed, batch_size=section.batch_size)
     result = prune_and_finetune(
         base, plan, data, finetune=finetune, batch_size=section.batch_size,
-        bn_recalibration_batches=section.bn_recalibration_batches,
+        bn_recalibration_batches=section.bn_recalibration_batches, device=device,
     )
     return result.model
 
@@ -121,13 +125,17 @@ def finalize_trials(
     baselines: bool = False,
     epochs: int = DEFAULT_EPOCHS,
     lr: float | None = None,
+    device: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[int, dict[str, Any]]:
     """Retrain the chosen trials for ``epochs`` and record their final figures; returns them by trial.
 
     Takes the run lock (not while a search runs on the folder); everything the user chose is
     checked before any training. A trial finalized again starts from its finalized weights.
+    Training runs on ``device`` (default: the run's ``execution.device``; ``auto`` takes a GPU if
+    there is one); the weights are saved from the CPU so they load anywhere.
     """
+    from prunetune.objectives.devices import check_device, resolve_device
     from prunetune.objectives.training import evaluate
     from prunetune.search.ledger import RunLock, record_finalized
 
@@ -136,7 +144,10 @@ def finalize_trials(
     if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
         raise PrunetuneError(f"The 'lr' of finalize must be a number > 0. Got {lr!r} instead.")
     run = load_run(run_dir)
+    spec = check_device(run.experiment.execution.device if device is None else device,
+                        where="execution.device" if device is None else "--device")
     chosen = chosen_trials(run, numbers=numbers, front=front, baselines=baselines)
+    target = resolve_device(spec)
     base = run.base()
     data = run.data()
     _, val_loader, test_loader = data.loaders(run.experiment.objective.batch_size, seed=run.experiment.seed)
@@ -144,8 +155,9 @@ def finalize_trials(
     with RunLock(run.path):
         for number in chosen:
             started = time.perf_counter()
-            model, source = trial_model(run, number, echo=echo)
-            echo(f"trial {number}: retraining {epochs} epoch(s), starting from {source}")
+            model, source = trial_model(run, number, device=target, echo=echo)
+            model.to(target)
+            echo(f"trial {number}: retraining {epochs} epoch(s) on {target}, starting from {source}")
             retrain(run, model, run.plan(number), data, epochs, echo, lr=lr)
             model.eval()
             metrics = {
@@ -157,9 +169,9 @@ def finalize_trials(
                 if name in base:
                     metrics[key.replace("accuracy", "accuracy_drop")] = 100.0 * (base[name] - metrics[key])
             path = final_weights_path(run.path, number)
-            write_bytes(path, model_bytes(model))
+            write_bytes(path, model_bytes(model.cpu()))
             record = {"metrics": metrics, "epochs": epochs, "lr": lr, "from": source, "weights": str(path.relative_to(run.path)),
-                      "seconds": time.perf_counter() - started}
+                      "device": str(target), "seconds": time.perf_counter() - started}
             record_finalized(run.study, number, record)
             results[number] = record
             echo(f"trial {number}: final val acc. {metrics['final_accuracy']:.2%}, test acc. {metrics['final_test_accuracy']:.2%} "
