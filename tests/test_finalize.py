@@ -78,6 +78,21 @@ def test_finalize_retrains_holding_the_zeros_and_records_its_figures(masked_run:
     assert again["from"] == "finalized weights" and again["metrics"]["final_epochs"] == 3.0
 
 
+def test_finalize_takes_trials_that_miss_the_constraint(tmp_path: Path) -> None:
+    """A user finalizes near misses hoping the longer training brings them within the constraint,
+    also when no trial of the search met it."""
+    data = experiment({"weights": {"mode": "ratio", "max_ratio": 0.8}}).to_dict()
+    data["objective"]["constraints"] = ["accuracy_drop <= -50"]  # no trial can meet it
+    run_dir = tmp_path / "run"
+    run_experiment(experiment_from_dict(data), run_dir, echo=lambda line: None)
+    run = load_run(run_dir)
+    assert run.candidates().empty and run.counts()["complete"] == 3
+    [record] = finalize_trials(run_dir, numbers=[0], epochs=1, echo=lambda line: None).values()
+    row = run.trial(0)
+    assert run.base()["accuracy"] == pytest.approx(row["accuracy"] + row["accuracy_drop"] / 100)
+    assert record["metrics"]["final_accuracy_drop"] == pytest.approx(100 * (run.base()["accuracy"] - record["metrics"]["final_accuracy"]))
+
+
 def test_finalize_holds_a_quantized_layers_codebook(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_experiment(experiment({"filters": {"max_ratio": 0.5}, "bits": {"bits": [2, 3]}}), run_dir, echo=lambda line: None)
