@@ -23,12 +23,12 @@ ARITHMETIC = f"{Path(__file__).with_name('objectives_for_tests.py')}:ArithmeticO
 SCREENSHOT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "report_html.png"
 
 
-def arithmetic_run(run_dir: Path, **options: float) -> Path:
+def arithmetic_run(run_dir: Path, baselines: tuple[str, ...] = (), **options: float) -> Path:
     """A real run folder in a few seconds: LeNet-5 on digits, the arithmetic objective, 8 random trials."""
     experiment = experiment_from_dict({
         "model": {"train": {"epochs": 1}},
         "objective": {"type": ARITHMETIC, "options": options, "bn_recalibration_batches": 0},
-        "search": {"sampler": "random", "trials": 8, "early_stopping": {"enabled": False}},
+        "search": {"sampler": "random", "trials": 8, "early_stopping": {"enabled": False}, "baselines": list(baselines)},
         "execution": {"executor": "local"},
     })
     run_experiment(experiment, run_dir, echo=lambda line: None)
@@ -47,6 +47,17 @@ def test_page_is_self_contained_with_every_section(tmp_path: Path) -> None:
         assert heading in page
     assert f'"uid":"{COMPLETED_UID}"' in page.replace(" ", "")
     assert "Base model" in page and "knee" in page and "plan:" in page
+
+
+def test_baselines_are_dashed_lines_of_their_own_not_searched_points(tmp_path: Path) -> None:
+    run = load_run(arithmetic_run(tmp_path / "run", baselines=("uniform:0.2,0.5,0.7", "global:0.3")))
+    searched = run.searched()
+    page = write_html(run, tmp_path / "report.html").read_text()
+    plotted = re.findall(r'"name":"([^"]+)"', page.replace(" ", "").replace("\\u0026", "&"))
+    assert f"completed({(searched['state'] == 'COMPLETE').sum()})" in plotted  # the baselines' 4 trials are not in it
+    assert "baselineuniform(3)" in plotted and "baselineglobal(1)" in plotted
+    assert page.count('"dash":"dash"') == 2
+    assert "uniform:0.5" in page  # a baseline point's hover names its label
 
 
 def test_run_without_a_completed_trial_says_so(tmp_path: Path) -> None:

@@ -44,9 +44,12 @@ HOVER_METRICS = (
 
 SCATTER_NOTE = (
     "Every trial faint (open circles: infeasible), pruned trials at the accuracy where early stopping cut them, "
-    "failed trials that recorded both values as crosses; the front highlighted and the knee starred. "
-    "Hover a point for its metrics and plan."
+    "failed trials that recorded both values as crosses; the front highlighted and the knee starred; baselines, "
+    "where the run has them, as dashed lines beside it. Hover a point for its metrics and plan."
 )
+
+#: One marker per baseline, as in pareto.png, so that the page tells them apart in black and white too.
+BASELINE_SYMBOLS = {"uniform": "square", "global": "diamond", "global-magnitude": "triangle-up", "lamp": "triangle-down"}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; }
@@ -122,8 +125,11 @@ def _report_sections(run: Any, frame: pd.DataFrame, done: pd.DataFrame, counts: 
 
 
 def _scatter(go: Any, frame: pd.DataFrame, front: pd.DataFrame, knee: int, x_name: str, y_name: str) -> Any:
-    """All trials faint, failed and pruned marked, the front as a line, the knee as a star."""
+    """All trials faint, failed and pruned marked, the front as a line, the knee as a star, each
+    baseline as a dashed line of its own."""
     figure = go.Figure()
+    labelled = frame["baseline"].notna() if "baseline" in frame.columns else frame["state"].isna()
+    baselines, frame = frame[labelled], frame[~labelled]
     done = _completed(frame)
     feasible = done["feasible"] if "feasible" in done.columns else [True] * len(done)
     figure.add_trace(go.Scatter(
@@ -152,6 +158,7 @@ def _scatter(go: Any, frame: pd.DataFrame, front: pd.DataFrame, knee: int, x_nam
             mode="markers", marker={"size": 9, "symbol": symbol, "color": color},
             name=f"{what} ({len(rows)}{f', {unplaced} without values, not shown' if unplaced else ''})",
         ))
+    _add_baselines(go, figure, _completed(baselines), x_name, y_name)
     ordered = front.sort_values(x_name) if x_name in front.columns else front
     figure.add_trace(go.Scatter(
         x=_values(ordered, x_name), y=_values(ordered, y_name), mode="lines+markers", name=f"front ({len(front)})",
@@ -170,6 +177,20 @@ def _scatter(go: Any, frame: pd.DataFrame, front: pd.DataFrame, knee: int, x_nam
         legend={"orientation": "h", "y": 1.06, "x": 0}, hoverlabel={"align": "left"},
     )
     return figure
+
+
+def _add_baselines(go: Any, figure: Any, done: pd.DataFrame, x_name: str, y_name: str) -> None:
+    """One dashed trace per baseline (uniform, global, ...), its points in order along the x axis."""
+    if done.empty or x_name not in done.columns:
+        return
+    kinds = done["baseline"].astype(str).str.split(":").str[0]
+    for kind in sorted(set(kinds)):
+        points = done[kinds == kind].sort_values(x_name)
+        figure.add_trace(go.Scatter(
+            x=_values(points, x_name), y=_values(points, y_name), mode="lines+markers", name=f"baseline {kind} ({len(points)})",
+            hovertext=[f"{_e(str(row['baseline']))}<br>" + _hover(row, x_name, y_name) for _, row in points.iterrows()],
+            hoverinfo="text", line={"dash": "dash", "width": 1.5}, marker={"size": 8, "symbol": BASELINE_SYMBOLS.get(kind, "cross")},
+        ))
 
 
 def _hv_figure(go: Any, run: Any) -> Any:
