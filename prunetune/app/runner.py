@@ -30,6 +30,7 @@ from prunetune.search.ledger import (
     claim_study_name,
     finished_trials,
     is_baseline,
+    is_feasible,
     mark_interrupted,
     open_study,
     storage_url,
@@ -331,7 +332,7 @@ def front_rows(study: optuna.Study) -> list[Mapping[str, Any]]:
 
     done = [
         t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if not is_baseline(t) and all(value <= 0 for value in t.constraints.values())
+        if not is_baseline(t) and is_feasible(t)
     ]
     if not done:
         return []

@@ -31,6 +31,7 @@ from prunetune.search.ledger import (
     ATTR_TIMES,
     finalized_records,
     run_study_name,
+    is_feasible,
     is_interrupted,
     storage_url,
 )
@@ -476,11 +477,6 @@ def _sorted(frame: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.Da
     return frame.sort_values([name, "number"], ascending=[direction == "minimize", True], kind="stable")
 
 
-def _feasible(trial: FrozenTrial) -> bool:
-    constraints = trial.constraints
-    return all(value <= 0 for value in constraints.values()) if constraints else True
-
-
 def _with_finalized(frame: pd.DataFrame, records: Mapping[int, Mapping[str, Any]]) -> pd.DataFrame:
     """The finalize records' metrics (``final_accuracy``...) as columns of the trials they belong to."""
     for number, record in records.items():
@@ -518,7 +514,7 @@ def _frame(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
                 "number": trial.number,
                 "state": trial.state.name,
                 **{name: value for name, value in metrics.items() if name not in FIXED_COLUMNS},
-                "feasible": _feasible(trial),
+                "feasible": is_feasible(trial),
                 "interrupted": is_interrupted(trial),
                 "baseline": attrs.get(ATTR_BASELINE),
                 "fail_reason": attrs.get(ATTR_FAIL_REASON),

@@ -146,6 +146,11 @@ def is_baseline(trial: FrozenTrial) -> bool:
     return trial.user_attrs.get(ATTR_BASELINE) is not None
 
 
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Whether the trial met every constraint it recorded (Optuna's convention: a value <= 0 is met)."""
+    return all(value <= 0 for value in trial.constraints.values())
+
+
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that count towards the budget: searched (not baselines), finished, and not cut off by a stopped driver."""
     return [t for t in study.get_trials(deepcopy=False, states=FINISHED) if not is_interrupted(t) and not is_baseline(t)]

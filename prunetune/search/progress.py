@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from prunetune.search.ledger import is_feasible
 from prunetune.search.pareto import nondominated_mask
 
 __all__ = ["Progress"]
@@ -17,10 +18,6 @@ def _clock(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-
-
-def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return all(value <= 0 for value in trial.constraints.values())
 
 
 class Progress:
@@ -39,7 +36,7 @@ class Progress:
         self.front_values: list[Sequence[float]] = []
         if study is not None:
             completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            self.front_values = [t.values for t in completed if _feasible(t)]
+            self.front_values = [t.values for t in completed if is_feasible(t)]
 
     def trial_finished(
         self, study: optuna.Study, number: int, state: TrialState, metrics: Mapping[str, float], *, feasible: bool = True
