@@ -583,10 +583,12 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
         assert trial.user_attrs[ATTR_NODE] == runs_of[trial.number][-1] and trial.user_attrs[ATTR_NODE] in nodes
         if trial.user_attrs[ATTR_NODE] == lost["node"]:
             assert trial.user_attrs[ATTR_TIMES]["finished"] <= lost["at"], "a trial completed on the lost node after its loss"
-    retried = trials[int(lost["number"])]
-    assert retried.user_attrs[ATTR_ATTEMPTS] == 2 and runs_of[retried.number][0] == lost["node"]
-    assert retried.user_attrs[ATTR_NODE] in nodes - {lost["node"]}  # finished elsewhere
-    assert [t.number for t in trials if t.user_attrs.get(ATTR_ATTEMPTS, 1) > 1] == [retried.number]
+    # Retried: the trial seen dying with its node, and any other it was running then (2 CPUs a node).
+    retried = [t for t in trials if t.user_attrs.get(ATTR_ATTEMPTS, 1) > 1]
+    assert int(lost["number"]) in [t.number for t in retried] and len(retried) <= 2, [t.number for t in retried]
+    for trial in retried:
+        assert trial.user_attrs[ATTR_ATTEMPTS] == 2 and runs_of[trial.number][0] == lost["node"]
+        assert trial.user_attrs[ATTR_NODE] in nodes - {lost["node"]}  # finished elsewhere
     # Trials ran on the worker nodes only (the head offers no CPUs), the lost one among them.
     ran = collections.Counter(t.user_attrs[ATTR_NODE] for t in trials)
     assert set(ran) <= set(workers) and lost["node"] in ran and len(ran) >= 2, ran
