@@ -124,7 +124,7 @@ def export_trial(
     experiment = run.experiment
     data = run.data()
     base = load_checkpoint(run.base_checkpoint).build()
-    model, source = trial_model(run, number, from_plan=from_plan, echo=echo)
+    model, source = trial_model(run, number, from_plan=from_plan, data=data, echo=echo)
     section = experiment.objective
     _, val_loader, test_loader = data.loaders(section.batch_size, seed=experiment.seed)
     if finetune_epochs:

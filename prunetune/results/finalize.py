@@ -51,23 +51,25 @@ def chosen_trials(run: Run, *, numbers: Sequence[int] = (), front: bool = False,
 
 def trial_model(
     run: Run, number: int, *, from_plan: bool = False, final: bool = True, device: torch.device | None = None,
-    echo: Callable[[str], None] = lambda line: None,
+    data: Any = None, echo: Callable[[str], None] = lambda line: None,
 ) -> tuple[nn.Module, str]:
     """Trial ``number``'s model and where it came from: finalized weights (with ``final``), kept
     weights, or (``from_plan``, or neither kept) re-created from its plan as the trial made it (on
-    ``device``; loaded weights stay on the CPU for the caller to move)."""
+    ``device``; loaded weights stay on the CPU for the caller to move). ``data``: the run's data,
+    when the caller has it loaded already."""
     from prunetune.zoo.checkpoint import load_checkpoint
 
     plan = run.plan(number)
     run.register_methods()
     checkpoint = load_checkpoint(run.base_checkpoint)
-    shape = tuple(run.data().input_shape)
+    data = run.data() if data is None else data
+    shape = tuple(data.input_shape)
     for path, source in ((final_weights_path(run.path, number), "finalized weights"), (weights_path(run.path, number), "kept weights")):
         if path.is_file() and not from_plan and (final or source == "kept weights"):
             return dataclasses.replace(checkpoint, state_dict=load_kept_weights(path), plan=plan, input_shape=shape).build(), source
     echo(f"trial {number}: no kept weights{' used' if weights_path(run.path, number).is_file() else ''}; re-creating it from its plan")
     with torch.enable_grad():  # fine-tuning trains, even when the caller runs under no_grad
-        return recreate_model(run, checkpoint.build(), plan, run.data(), device), "re-created from the plan"
+        return recreate_model(run, checkpoint.build(), plan, data, device), "re-created from the plan"
 
 
 def recreate_model(run: Run, base: nn.Module, plan: Mapping[str, Any], data: Any, device: torch.device | None = None) -> nn.Module:
@@ -155,7 +157,7 @@ def finalize_trials(
     with RunLock(run.path):
         for number in chosen:
             started = time.perf_counter()
-            model, source = trial_model(run, number, device=target, echo=echo)
+            model, source = trial_model(run, number, device=target, data=data, echo=echo)
             model.to(target)
             echo(f"trial {number}: retraining {epochs} epoch(s) on {target}, starting from {source}")
             retrain(run, model, run.plan(number), data, epochs, echo, lr=lr)

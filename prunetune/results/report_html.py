@@ -128,7 +128,7 @@ def _scatter(go: Any, frame: pd.DataFrame, front: pd.DataFrame, knee: int, x_nam
     """All trials faint, failed and pruned marked, the front as a line, the knee as a star, each
     baseline as a dashed line of its own."""
     figure = go.Figure()
-    labelled = frame["baseline"].notna() if "baseline" in frame.columns else frame["state"].isna()
+    labelled = frame["baseline"].notna()
     baselines, frame = frame[labelled], frame[~labelled]
     done = _completed(frame)
     feasible = done["feasible"] if "feasible" in done.columns else [True] * len(done)
