@@ -29,9 +29,14 @@ def machine_line() -> str:
     )
 
 
+def command_line() -> str:
+    """The command this process was started with, as a shell would take it."""
+    return " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])
+
+
 def header(title: str) -> str:
     """Title, the exact command, the machine and the date, as Markdown."""
-    command = " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])
+    command = command_line()
     today = datetime.date.today().isoformat()
     return f"# {title}\n\n- command: `{command}`\n- machine: {machine_line()}\n- date: {today}\n"
 

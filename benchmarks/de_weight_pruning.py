@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bases import MNIST, train_once  # noqa: E402
-from _machine import header, machine_line, write_result  # noqa: E402
+from _machine import command_line, header, machine_line, write_result  # noqa: E402
 from _pruning_bench import ROOT, echo_to, fresh  # noqa: E402
 
 from prunetune.app.experiment import Experiment  # noqa: E402
+from prunetune.errors import is_finite_number  # noqa: E402
 from prunetune.results import load_run  # noqa: E402
+from prunetune.results.runs import Run  # noqa: E402
 from prunetune.search.weights import final_weights_path, load_kept_weights  # noqa: E402
 
 #: The search's constraint and the pick's limit (validation points).
@@ -132,33 +133,42 @@ def experiment(case: Case, seed: int, recovery: bool, args: argparse.Namespace) 
     return Experiment().replace(**changes)
 
 
-def finalize_candidates(path: Path, window: float, count: int) -> list[int]:
+def finalize_candidates(run: Run, window: float, count: int) -> list[int]:
     """The `count` most compressed completed searched trials within `window` points of validation drop."""
-    frame = load_run(path).searched()
+    frame = run.searched()
     frame = frame[(frame["state"] == "COMPLETE") & (frame["accuracy_drop"] <= window)]
     return [int(n) for n in frame.sort_values("compression", ascending=False).index[:count]]
 
 
-def sparsity(path: Path, number: int) -> float:
+def sparsity(run: Run, number: int) -> float:
     """Share of the 'weights' layers' weights that trial `number`'s finalized model holds at zero."""
-    layers = set(load_run(path).plan(number)["weights"]["sensitivities"])
-    state = load_kept_weights(final_weights_path(path, number))
+    layers = set(run.plan(number)["weights"]["sensitivities"])
+    state = load_kept_weights(final_weights_path(run.path, number))
     kept = [state[f"{layer}.weight"] for layer in layers]
     return 1.0 - sum(int(torch.count_nonzero(w)) for w in kept) / sum(w.numel() for w in kept)
 
 
-def pick(path: Path, drop: str, limit: float = VAL_LIMIT) -> Any:
-    """The most compressed completed searched trial whose `drop` (validation, pp) is within `limit`, or None."""
-    frame = load_run(path).searched()
+def pick(run: Run, drop: str, limit: float = VAL_LIMIT) -> Any:
+    """The most compressed completed searched trial whose `drop` (validation, pp) is within `limit`, or None.
+
+    Unlike `Run.most_compressed`, trials that miss the search's constraint count: the finalized and
+    the looser picks are judged on other figures than the one the constraint holds."""
+    frame = run.searched()
     if drop not in frame:
         return None
     hits = frame[(frame["state"] == "COMPLETE") & (frame[drop] <= limit + 1e-9)]
     return None if hits.empty else hits.sort_values("compression", ascending=False).iloc[0]
 
 
-def final_pick(path: Path, limit: float = VAL_LIMIT) -> Any:
+def final_pick(run: Run, limit: float = VAL_LIMIT) -> Any:
     """The pick after finalize: on the finalized trials' final validation figures."""
-    return pick(path, "final_accuracy_drop", limit)
+    return pick(run, "final_accuracy_drop", limit)
+
+
+def completed_baselines(run: Run) -> Any:
+    """The run's completed baseline trials, those that miss the constraint too (`Run.baselines` keeps only feasible ones)."""
+    trials = run.trials
+    return trials[trials["baseline"].notna() & (trials["state"] == "COMPLETE")]
 
 
 def run_baselines(path: Path, exp: Experiment, epochs: int, say: Any) -> list[str]:
@@ -166,16 +176,16 @@ def run_baselines(path: Path, exp: Experiment, epochs: int, say: Any) -> list[st
     from prunetune.app.runner import run_experiment
     from prunetune.results.finalize import finalize_trials
 
-    reference = final_pick(path, LOOSE_LIMIT)
+    run = load_run(path)
+    reference = final_pick(run, LOOSE_LIMIT)
     if reference is None:
         say(f"no finalized trial within {LOOSE_LIMIT} pp: no baselines")
         return []
-    share = sparsity(path, int(reference.name))
+    share = sparsity(run, int(reference.name))
     baselines = [f"global-magnitude:{share:.4f}", f"lamp:{share:.4f}"]
     say(f"baselines at trial {reference.name}'s sparsity {share:.2%}: {baselines}")
     run_experiment(exp, path, echo=say, only_baselines=baselines)
-    run = load_run(path)
-    numbers = [int(n) for n in run.trials.index[run.trials["baseline"].notna() & (run.trials["state"] == "COMPLETE")]]
+    numbers = [int(n) for n in completed_baselines(load_run(path)).index]
     if numbers:
         finalize_trials(path, numbers=numbers, epochs=epochs, echo=say)
     return baselines
@@ -195,7 +205,7 @@ def run_job(case: Case, seed: int, arm: str, args: argparse.Namespace) -> None:
     path, started = run_dir(args, case, seed, arm), time.time()
     exp = experiment(case, seed, recovery, args)
     info: dict[str, Any] = {
-        "command": " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "device": args.device,
         "finalize_epochs": epochs, "window": args.window, "candidates": args.candidates, "baselines": [],
         "experiment": exp.to_dict(), "phases": [],
@@ -209,7 +219,7 @@ def run_job(case: Case, seed: int, arm: str, args: argparse.Namespace) -> None:
     say(f"{exp.search.trials} trials, fine-tune {exp.objective.finetune}, batch {exp.objective.batch_size}, run folder {path}")
     run_experiment(exp, fresh(path), echo=say)
     phase("search")
-    chosen = finalize_candidates(path, args.window, args.candidates)
+    chosen = finalize_candidates(load_run(path), args.window, args.candidates)
     say(f"finalizing trials {chosen} for {epochs} epochs")
     if chosen:
         finalize_trials(path, numbers=chosen, epochs=epochs, echo=say)
@@ -232,7 +242,7 @@ def add_baselines(case: Case, seed: int, args: argparse.Namespace) -> None:
     info["baselines"] = run_baselines(path, experiment_from_dict(data), info["finalize_epochs"], say)
     info["phases"] = [*[name for name in info.get("phases", []) if name != "baselines"], "baselines"]
     info["baselines_s"] = time.time() - started
-    info["baselines_run"] = {"command": " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv]),
+    info["baselines_run"] = {"command": command_line(),
                              "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "device": args.device}
     (path / "bench.json").write_text(json.dumps(info, indent=1))
 
@@ -245,24 +255,22 @@ def figures(path: Path) -> dict[str, Any] | None:
     run = load_run(path)
     searched = run.searched()
     done = searched[searched["state"] == "COMPLETE"]
-    own, chosen, loose = pick(path, "accuracy_drop"), final_pick(path), final_pick(path, LOOSE_LIMIT)
+    own, chosen, loose = pick(run, "accuracy_drop"), final_pick(run), final_pick(run, LOOSE_LIMIT)
 
     def entry(row: Any) -> dict[str, Any] | None:
         if row is None:
             return None
         out = {"trial": int(row.name), "compression": float(row["compression"]),
                "val_drop": float(row["accuracy_drop"]), "test_drop": float(row["test_accuracy_drop"])}
-        if "final_accuracy_drop" in row.index and row["final_accuracy_drop"] == row["final_accuracy_drop"]:
+        if "final_accuracy_drop" in row.index and is_finite_number(row["final_accuracy_drop"]):
             out.update(final_val_drop=float(row["final_accuracy_drop"]), final_test_drop=float(row["final_test_accuracy_drop"]))
         return out
 
-    trials = run.trials
-    baselines = {str(row["baseline"]).split(":")[0]: entry(row) for _, row in trials[trials["baseline"].notna() & (trials["state"] == "COMPLETE")].iterrows()}
+    baselines = {str(row["baseline"]).split(":")[0]: entry(row) for _, row in completed_baselines(run).iterrows()}
     finalized = int(searched["final_accuracy_drop"].notna().sum()) if "final_accuracy_drop" in searched else 0
     return {"info": info, "trials": len(searched), "completed": len(done), "finalized": finalized,
             "search_pick": entry(own), "final_pick": entry(chosen), "loose_pick": entry(loose),
-            "loose_pick_sparsity": sparsity(path, int(loose.name)) if loose is not None else None,
-            "final_pick_sparsity": sparsity(path, int(chosen.name)) if chosen is not None else None, "baselines": baselines}
+            "loose_pick_sparsity": sparsity(run, int(loose.name)) if loose is not None else None, "baselines": baselines}
 
 
 def _mean_sd(values: list[float], unit: str = "x") -> str:
