@@ -95,7 +95,7 @@ def test_targets_are_checked_and_an_unreachable_one_says_what_the_space_can_reac
         ({"flops": 2.0}, "Got 'flops' instead"),
         ({"macs_reduction": 0.5}, "value must be a number above 1"),
         ({"params": -3}, "value must be a number above 0"),
-        ({"latency_ms": 3.0}, "cannot be latency_ms yet"),
+        ({"latency_ms": 0}, "value must be a number above 0"),
         ([2.0], "must name one of"),
     ):
         with pytest.raises(PrunetuneError, match=words):
@@ -152,3 +152,16 @@ def test_every_sampler_searches_plans_that_all_meet_the_target(tmp_path: Path, s
         assert 2.0 <= repair.value(plan) < 2.6, trial.number  # on the budget, not far past it
     # The ledger keeps the sampler's parameters and the plan as repaired (what was trained).
     assert any(Plan.from_dict(t.user_attrs[ATTR_PLAN]).sections != space.unrepaired_plan(t.params).sections for t in trials)
+
+
+def test_a_weights_method_in_sensitivity_mode_takes_a_target(tmp_path: Path, capsys) -> None:
+    """The repair's path fills a section the plan leaves out with the method's own key
+    ('sensitivities', not 'ratios') and options (a filters method's round_to)."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"methods": {"weights": {}}, "objective": {"target": {"compression": 4.0}}}))
+    assert main(["run", str(path), "--run-dir", str(tmp_path / "run"), "--check"]) == 0, capsys.readouterr().err
+    model, example = lenet5()
+    space = SearchSpace.for_model(model, example, {"filters": {"round_to": 4}})
+    template = space.unrepaired_plan(space.params_for({}))
+    repair = PlanRepair(model, example, Target.from_config({"macs_reduction": 2.0}), space.highs(), template=template)
+    assert repair.along(Plan({}), 1.5).sections["filters"]["round_to"] == 4

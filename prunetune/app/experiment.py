@@ -80,8 +80,9 @@ class ObjectiveSection:
     `options` are its keyword arguments, `directions` the metrics' directions for a plain function.
     `keep_weights` ('none', 'front' or 'all') keeps trials' fine-tuned weights in `RUN/weights/` so
     that `prunetune export` returns exactly the evaluated model ('front': of the front's trials only).
-    `target` ({macs_reduction: 2.0}, or compression, params, size_bytes) repairs every plan onto that
-    budget before training; the objectives then default to accuracy alone.
+    `target` ({macs_reduction: 2.0}, or compression, params, size_bytes, latency_ms) repairs every plan
+    onto that budget before training; the objectives then default to accuracy alone. A latency_ms
+    target turns `measure_latency` on, so each trial also times its real network.
     """
 
     type: str = "classification"
@@ -295,6 +296,8 @@ def _in_target_mode(experiment: Experiment) -> Experiment:
             f"The 'objective.target' key ({target}) makes the search optimise one metric, but 'objective.objectives' "
             f"names {', '.join(objective.objectives)}: keep one (accuracy), or leave it out."
         )
+    if target.metric == "latency_ms" and not objective.measure_latency:
+        experiment = experiment.replace(**{"objective.measure_latency": True})  # the ledger shows the real latency
     return experiment
 
 

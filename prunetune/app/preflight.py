@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from torch import nn
 
 from prunetune.app.experiment import Experiment
 from prunetune.errors import PrunetuneError
-from prunetune.objectives.devices import check_device
+from prunetune.files import write_text
+from prunetune.objectives.devices import check_device, resolve_device
 from prunetune.pruners import make_method
+from prunetune.pruners.latency_model import LatencyModel
 from prunetune.search.cluster import check_reachable
 from prunetune.search.goals import Goals
 from prunetune.search.storage import check_storage_url, storage_url
@@ -30,13 +33,15 @@ from prunetune.search.space import SearchSpace
 from prunetune.user_code import accepted_keywords, load_reference
 from prunetune.zoo.datasets import DataSplits, open_data
 
-__all__ = ["Checked", "check_experiment", "describe", "goals_of", "load_experiment_data"]
+__all__ = ["Checked", "check_experiment", "describe", "goals_of", "load_experiment_data", "save_latency_model", "target_space"]
 
 #: How far an infeasible trial's values move against their direction, per unit of violation, for a
 #: sampler that takes no constraints but learns from values (the table's ``constraints="penalty"``).
 CONSTRAINT_PENALTY = 1.0
 #: What the runner hands every objective besides its own options (not settable in `objective.options`).
 PROVIDED = ("base", "data", "finetune", "batch_size", "bn_recalibration_batches", "measure_latency", "device")
+#: Where a run keeps the latency model its latency_ms target was repaired on (a resume reuses it).
+LATENCY_MODEL = "latency_model.json"
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,8 @@ def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Che
     data = load_experiment_data(experiment)
     model, base = _architecture(experiment, data)
     space = SearchSpace.for_model(model, torch.zeros(1, *data.input_shape), experiment.methods)
-    space = target_space(space, model, torch.zeros(1, *data.input_shape), experiment.objective.target)
+    saved = _saved_latency_model(run_dir)
+    space = target_space(space, model, torch.zeros(1, *data.input_shape), experiment, latency=saved)
     create_sampler(  # sampler name and options, on the real space
         experiment.search.sampler, seed=experiment.seed, n_objectives=len(goals.objectives),
         search_space=space.distributions, options=experiment.search.sampler_options,
@@ -89,16 +95,45 @@ def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Che
     return Checked(experiment=experiment, goals=goals, data=data, model=model, base=base, space=space)
 
 
-def target_space(space: SearchSpace, model: nn.Module, example: torch.Tensor, target: Mapping[str, Any]) -> SearchSpace:
+def target_space(
+    space: SearchSpace, model: nn.Module, example: torch.Tensor, experiment: Experiment, *, latency: LatencyModel | None = None
+) -> SearchSpace:
     """``space`` with its plans repaired onto ``objective.target`` (as is without one); a target
-    the space cannot reach even with every unit at its bound is refused here."""
+    the space cannot reach even with every unit at its bound is refused here. A latency_ms target
+    is repaired on ``latency``, or on a latency model fitted here on the trials' device and threads."""
+    target = experiment.objective.target
     if not target:
         return space
     from prunetune.pruners.target import PlanRepair, Target
 
-    repair = PlanRepair(model, example, Target.from_config(target), space.highs())
+    execution = experiment.execution
+    if "latency_ms" in target and execution.address is not None:
+        raise PrunetuneError(
+            "The 'objective.target' latency_ms is predicted by a latency model timed on this machine, but "
+            "'execution.address' runs the trials on a cluster's machines: use macs_reduction there, or run the search "
+            "where its trials run."
+        )
+    cpu_trials = execution.executor == "ray" and execution.gpus_per_trial == 0 and execution.device == "auto"
+    device = torch.device("cpu") if cpu_trials else resolve_device(execution.device)
+    threads = execution.threads_per_trial or (max(1, int(execution.cpus_per_trial)) if execution.executor == "ray" else None)
+    template = space.unrepaired_plan(space.params_for({}))  # the methods' own keys and options
+    repair = PlanRepair(
+        model, example, Target.from_config(target), space.highs(), template=template, latency=latency, device=device, threads=threads
+    )
     repair.check_reachable()
     return space.with_target(repair)
+
+
+def _saved_latency_model(run_dir: Path | None) -> LatencyModel | None:
+    path = Path(run_dir) / LATENCY_MODEL if run_dir is not None else None
+    return LatencyModel.from_dict(json.loads(path.read_text())) if path is not None and path.exists() else None
+
+
+def save_latency_model(run_dir: Path, space: SearchSpace) -> None:
+    """Keep the latency model the space repairs on (if any) in the run folder, once."""
+    latency = space.repair.latency if space.repair is not None else None
+    if latency is not None and not (run_dir / LATENCY_MODEL).exists():
+        write_text(run_dir / LATENCY_MODEL, json.dumps(latency.to_dict(), indent=2) + "\n")
 
 
 def _check_devices(experiment: Experiment) -> None:
@@ -206,6 +241,8 @@ def describe(checked: Checked) -> str:
         lines.append(f"  constraints: {'; '.join(map(str, objective.constraints))}")
     if space.repair is not None:
         lines.append(f"  target: {space.repair.target}; every plan's ratios are scaled onto it before training")
+        if space.repair.latency is not None:
+            lines.append(f"    {space.repair.latency.describe()}")
     if search.baselines:
         lines.append(f"  baselines after the search: {', '.join(map(str, search.baselines))}")
     where = "a plain loop, no Ray" if execution.executor == "local" else f"Ray, {execution.workers} at once"

@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from prunetune.app.preflight import check_experiment, target_space
+from prunetune.app.preflight import check_experiment, save_latency_model, target_space
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
 from prunetune.search.executors import LocalExecutor, RayExecutor, StopRule
@@ -214,7 +214,9 @@ def run_experiment(
             objective.base_scores()  # once, here: the scores travel with the objective to every worker
         goals.check_against(objective.directions)
         example = torch.zeros(1, *data.input_shape)
-        space = target_space(SearchSpace.for_model(base, example, experiment.methods), base, example, experiment.objective.target)
+        latency = checked.space.repair.latency if checked.space.repair is not None else None  # timed once, in the checks
+        space = target_space(SearchSpace.for_model(base, example, experiment.methods), base, example, experiment, latency=latency)
+        save_latency_model(run_dir, space)
         search = experiment.search
 
         def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
