@@ -146,3 +146,35 @@ def test_a_latency_target_search_trains_plans_on_the_budget_and_its_resume_reuse
     assert repair.value(repair.along(Plan({}), 0.0)) > 0.05  # the base misses the budget: every plan was pruned onto it
     for trial in trials:
         assert 0.045 < repair.value(Plan.from_dict(trial.user_attrs[ATTR_PLAN])) <= 0.05, trial.number
+
+
+@pytest.mark.gpu
+def test_a_latency_target_on_the_gpu_is_fitted_and_timed_there(tmp_path: Path) -> None:
+    """With trials on the GPU, the latency model is timed there, and each trial times its network there."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here: this test needs one (run it on a GPU machine)")
+    from prunetune.app.preflight import check_experiment
+    from prunetune.results import load_run
+
+    data = {
+        "model": {"train": {"epochs": 2}},
+        "objective": {"target": {"latency_ms": 1000.0}, "finetune": {"epochs": 1, "max_steps": 8}},
+        "search": {"sampler": "tpe", "trials": 3, "early_stopping": {"enabled": False}},
+        "execution": {"executor": "local", "device": "cuda"},
+    }
+    checked = check_experiment(experiment_from_dict(data))
+    repair = checked.space.repair
+    assert repair.latency.device.startswith("cuda")
+    # A budget halfway between no pruning and every unit at its bound, on the model just fitted.
+    budget = (repair.value(repair.along(Plan({}), 0.0)) + repair.value(repair.along(Plan({}), 2.0))) / 2 + 1e-6
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "latency_model.json").write_text(json.dumps(repair.latency.to_dict()))
+    data["objective"]["target"] = {"latency_ms": budget}
+    run_experiment(experiment_from_dict(data), run_dir, echo=lambda line: None)
+    run = load_run(run_dir)
+    done = run.trials[run.trials["state"] == "COMPLETE"]
+    assert len(done) == 3 and set(done["device"]) == {"cuda:0"}, run.trials[["state", "fail_reason"]]
+    assert (done["latency_ms"] > 0).all()
+    print(f"GPU latency model: {repair.latency.describe()}; budget {budget:.4f} ms; "
+          f"timed {', '.join(f'{ms:.4f}' for ms in done['latency_ms'])} ms")

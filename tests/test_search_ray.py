@@ -573,7 +573,8 @@ def test_a_four_node_cluster_loses_a_node_mid_run_and_meets_its_budget(tmp_path:
 
     trials = load_ledger(run_dir).get_trials(deepcopy=False)
     assert [t.number for t in trials] == list(range(budget)), log[-4000:]
-    assert all(t.state == TrialState.COMPLETE for t in trials), [t.user_attrs.get(ATTR_FAIL_REASON) for t in trials]
+    unfinished = [(t.number, t.state.name, t.user_attrs.get(ATTR_FAIL_REASON)) for t in trials if t.state != TrialState.COMPLETE]
+    assert not unfinished, (unfinished, log[-4000:])
     runs_of: dict[int, list[str]] = {}  # trial number -> the nodes that ran it, in order
     for number, node_id, _ in sorted(visits_seen().values(), key=lambda visit: float(visit[2])):
         runs_of.setdefault(int(number), []).append(node_id)

@@ -8,7 +8,7 @@ trials use, and
 
     latency_ms = intercept_ms + scale_ms * (MACs / 1e6) ** exponent
 
-is fitted with non-negative coefficients (scipy's NNLS, for each exponent on a grid in (0, 1]), so
+is fitted with non-negative coefficients (least squares, for each exponent on a grid in (0, 1]), so
 the prediction falls as pruning removes MACs. An exponent below 1 is the curve timings follow: thin
 layers run fewer MACs per second, so latency falls more slowly than MACs (a straight line fitted to
 the same probes was off by up to 10% mid-range on ResNet-56). Masked weights still cost their dense
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
+from sklearn.linear_model import LinearRegression
 from torch import nn
 
 from prunetune.pruners.calls import ExampleInputs
@@ -110,7 +110,10 @@ def fit_latency_model(
     fastest = np.asarray([min(times) for times in timings])
     fits = []
     for exponent in EXPONENTS:
-        (intercept, scale), residual = nnls(np.column_stack([np.ones_like(macs), macs**exponent]), fastest)
+        features = np.column_stack([np.ones_like(macs), macs**exponent])
+        fit = LinearRegression(fit_intercept=False, positive=True).fit(features, fastest)
+        intercept, scale = fit.coef_
+        residual = float(np.sum((features @ fit.coef_ - fastest) ** 2))
         fits.append((residual, float(exponent), float(intercept), float(scale)))
     _, exponent, intercept, scale = min(fits)
     return LatencyModel(
