@@ -19,6 +19,8 @@ from prunetune.pruners import Plan
 from prunetune.pruners.latency_model import LatencyModel, fit_latency_model
 from prunetune.pruners.measure import Latency
 from prunetune.pruners.target import TOLERANCE, PlanRepair, Target
+from prunetune.results import load_run
+from prunetune.results.summary import answer_lines, summarise
 from prunetune.search.ledger import ATTR_PLAN, finished_trials
 from prunetune.search.space import SearchSpace
 from prunetune.zoo import build_model, load_checkpoint
@@ -146,6 +148,9 @@ def test_a_latency_target_search_trains_plans_on_the_budget_and_its_resume_reuse
     assert repair.value(repair.along(Plan({}), 0.0)) > 0.05  # the base misses the budget: every plan was pruned onto it
     for trial in trials:
         assert 0.045 < repair.value(Plan.from_dict(trial.user_attrs[ATTR_PLAN])) <= 0.05, trial.number
+    lines = answer_lines(summarise(load_run(run_dir)))
+    assert any(line.startswith("target: latency_ms <= 0.05; every plan was repaired onto it") and "0.02 + 0.5 * MMACs^1.00" in line
+               for line in lines), lines
 
 
 @pytest.mark.gpu
@@ -154,7 +159,6 @@ def test_a_latency_target_on_the_gpu_is_fitted_and_timed_there(tmp_path: Path) -
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device here: this test needs one (run it on a GPU machine)")
     from prunetune.app.preflight import check_experiment
-    from prunetune.results import load_run
 
     data = {
         "model": {"train": {"epochs": 2}},

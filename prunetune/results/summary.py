@@ -3,6 +3,7 @@ people ask of a front, as data (:class:`RunSummary`) and as sentences (:func:`an
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,6 +182,9 @@ def answer_lines(summary: RunSummary) -> list[str]:
         else:
             text = f"trial {answer} ({_describe(run, answer)})" if answer is not None else _closest(run, key)
         lines.append(f"{label}: {text}")
+    target = _target_line(run)
+    if target:
+        lines.append(target)
     devices = _devices(run)
     if devices:
         lines.append(f"measured on: {devices} (fine-tuning, accuracy and latency of each trial)")
@@ -206,6 +210,27 @@ def _devices(run: Run) -> str:
         return ""
     counts = frame.loc[frame["state"] == "COMPLETE", "device"].dropna().value_counts()
     return ", ".join(f"{device} ({count})" for device, count in counts.items())
+
+
+def _target_line(run: Run) -> str:
+    """The run's target and, for latency_ms, the model plans were repaired on and how the timings fared."""
+    target = run.experiment.objective.get("target")
+    if not target:
+        return ""
+    from prunetune.pruners.target import Target
+
+    budget = Target.from_config(target.to_dict())
+    line = f"target: {budget}; every plan was repaired onto it before training"
+    saved = run.path / "latency_model.json"
+    if budget.metric == "latency_ms" and saved.is_file():
+        from prunetune.pruners.latency_model import LatencyModel
+
+        line += f", predicted by {LatencyModel.from_dict(json.loads(saved.read_text())).describe()}"
+        frame = run.trials
+        timed = frame.loc[frame["state"] == "COMPLETE", "latency_ms"].dropna() if "latency_ms" in frame.columns else []
+        if len(timed):
+            line += f"; timed within it: {int((timed <= budget.value).sum())} of {len(timed)} completed trials"
+    return line
 
 
 def _closest(run: Run, key: str) -> str:
