@@ -6,7 +6,8 @@ threshold = s x std of the layer's weights, pruned in `iterations` steps with br
 with recovery (removed weights may come back during those steps) and one without. DE maximises
 compression subject to a validation accuracy drop of at most 0.1 points. Then, in each search,
 `prunetune finalize` retrains the most compressed trials whose search validation drop is within
-`--window` points for `--finalize-epochs` epochs, masks held; the pick is the most compressed
+`--window` points, and the most compressed within each of 0.1, 0.25 and 0.5 points (less compressed
+trials that may end within 0.1), for `--finalize-epochs` epochs, masks held; the pick is the most compressed
 finalized trial whose FINAL validation drop is at most 0.1 points (test reported, never used to
 pick). Ablations: recovery on/off (the two searches), finalize on/off (the search's own pick on its
 brief-fine-tune figures), and DE against global magnitude and LAMP at the same sparsity as the
@@ -14,6 +15,7 @@ finalized pick (run as baselines into the recovery search's study, finalized ali
 Writes benchmarks/results/de_weight_pruning.md and .json. From the repo root:
     .venv/bin/python benchmarks/de_weight_pruning.py [--models lenet300,lenet5] [--seeds 0 1 2] [--jobs 1]
     .venv/bin/python benchmarks/de_weight_pruning.py --table-only   # rebuild the tables from --work
+    .venv/bin/python benchmarks/de_weight_pruning.py --refinalize   # finalize what the rule adds to runs in --work
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bases import MNIST, train_once  # noqa: E402
@@ -46,6 +49,9 @@ VAL_LIMIT = 0.1
 #: A looser pick (validation points): the DE trial the baselines are run against at equal sparsity.
 LOOSE_LIMIT = 0.5
 ARMS = {"recovery": True, "no recovery": False}
+#: Besides the most compressed candidates, the most compressed trial within each of these search
+#: validation drops (pp) is finalized: a less compressed trial may be the one that ends within 0.1 pp.
+DROP_STEPS = (0.1, 0.25, 0.5)
 
 
 @dataclass(frozen=True)
@@ -134,10 +140,21 @@ def experiment(case: Case, seed: int, recovery: bool, args: argparse.Namespace) 
 
 
 def finalize_candidates(run: Run, window: float, count: int) -> list[int]:
-    """The `count` most compressed completed searched trials within `window` points of validation drop."""
+    """The `count` most compressed completed searched trials within `window` points of validation drop,
+    then the most compressed within each of `DROP_STEPS` not chosen already."""
     frame = run.searched()
-    frame = frame[(frame["state"] == "COMPLETE") & (frame["accuracy_drop"] <= window)]
-    return [int(n) for n in frame.sort_values("compression", ascending=False).index[:count]]
+    frame = frame[frame["state"] == "COMPLETE"].sort_values("compression", ascending=False)
+    chosen = [int(n) for n in frame[frame["accuracy_drop"] <= window].index[:count]]
+    for step in DROP_STEPS:
+        within = frame[frame["accuracy_drop"] <= step]
+        if not within.empty and int(within.index[0]) not in chosen:
+            chosen.append(int(within.index[0]))
+    return chosen
+
+
+def finalized(run: Run) -> set[int]:
+    frame = run.trials
+    return {int(n) for n in frame.index[frame["final_accuracy_drop"].notna()]} if "final_accuracy_drop" in frame else set()
 
 
 def sparsity(run: Run, number: int) -> float:
@@ -247,6 +264,33 @@ def add_baselines(case: Case, seed: int, args: argparse.Namespace) -> None:
     (path / "bench.json").write_text(json.dumps(info, indent=1))
 
 
+def refinalize(case: Case, seed: int, arm: str, args: argparse.Namespace) -> None:
+    """Finalize the trials the candidate rule adds to an existing search; then, for a recovery search
+    that had no pick within the loose limit before, its baselines."""
+    from prunetune.results.finalize import finalize_trials
+
+    path, say = run_dir(args, case, seed, arm), echo_to(f"[{case.key} s{seed} {arm} refinalize]")
+    info = json.loads((path / "bench.json").read_text())
+    run = load_run(path)
+    missing = [n for n in finalize_candidates(run, info["window"], info["candidates"]) if n not in finalized(run)]
+    started = time.time()
+    say(f"finalizing trials {missing} for {info['finalize_epochs']} epochs")
+    if missing:
+        finalize_trials(path, numbers=missing, epochs=info["finalize_epochs"], device=args.device, echo=say)
+    info["refinalize_run"] = {"command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(),
+                              "device": args.device, "trials": missing}
+    if ARMS[arm] and not info.get("baselines") and final_pick(load_run(path), LOOSE_LIMIT) is not None:
+        from prunetune.app.experiment import experiment_from_dict
+
+        saved = experiment_from_dict(yaml.safe_load((path / "experiment.yaml").read_text()))
+        exp = saved.replace(**{"execution.device": args.device})
+        info["baselines"] = run_baselines(path, exp, info["finalize_epochs"], say)
+        info["refinalize_run"]["baselines"] = info["baselines"]
+    info["phases"] = [*[name for name in info.get("phases", []) if name != "refinalize"], "refinalize"]
+    info["refinalize_s"] = time.time() - started
+    (path / "bench.json").write_text(json.dumps(info, indent=1))
+
+
 def figures(path: Path) -> dict[str, Any] | None:
     """One search's figures: its own pick, the finalized pick, the baselines beside it; None if not run."""
     if not (path / "bench.json").exists():
@@ -337,10 +381,14 @@ def write_table(args: argparse.Namespace) -> None:
             f"{case.title}: base `{case.checkpoint.relative_to(ROOT)}`; `methods.weights: {json.dumps(info['experiment']['methods']['weights'])}` "
             f"(recovery false in the other arm); fine-tune `epochs: {ft['epochs']}`, lr {ft['lr']}, batch {info['experiment']['objective']['batch_size']}; `popsize: {case.popsize}`; "
             f"{info['experiment']['search']['trials']} trials per search; finalize {info['finalize_epochs']} epochs for the "
-            f"{info['candidates']} most compressed trials within {info['window']} pp (search validation drop); device `{info['device']}`; "
+            f"{info['candidates']} most compressed trials within {info['window']} pp (search validation drop)"
+            + (f" and the most compressed within each of {' / '.join(map(str, DROP_STEPS))} pp" if any(f['recovery']['info'].get('refinalize_run') for f in found.values()) else "")
+            + f"; device `{info['device']}`; "
             f"searches run on {info['machine']}; command `{info['command']}` ({info['date']})"
             + "".join(f"; baselines run afterwards on {b['machine']}, device `{b['device']}`, by `{b['command']}` ({b['date']})"
                       for b in [info.get("baselines_run")] if b)
+            + "".join(f"; the candidates the 0.1 / 0.25 / 0.5 pp steps add finalized afterwards on {r['machine']}, device "
+                      f"`{r['device']}`, by `{r['command']}` ({r['date']})" for r in [info.get("refinalize_run")] if r)
         )
     if not rows:
         print("no finished runs under", args.work)
@@ -368,7 +416,7 @@ def write_table(args: argparse.Namespace) -> None:
         f"of the '<= {LOOSE_LIMIT} pp' trial (its share of zeroed weights), run as baselines through the same trial (recovery "
         "schedule, fine-tune) and finalized alike, final figures.\n\n"
         f"| model | seed | arm | completed | finalized | search pick | finalized pick | finalized, <= {LOOSE_LIMIT} pp | its sparsity "
-        "| global magnitude | LAMP | minutes (search, finalize, baselines) |\n"
+        "| global magnitude | LAMP | minutes (search, finalize, baselines, refinalize) |\n"
         "|---|---:|---|---:|---:|---|---|---|---:|---|---|---|\n"
         + "\n".join(seeds_rows)
         + "\n\n- Compression = base nonzero parameters / pruned nonzero parameters, biases included. 'none' / 1.0x: no trial "
@@ -408,6 +456,9 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="run nothing: rebuild the tables from --work")
     parser.add_argument("--baselines-only", action="store_true",
                         help="run (again) only the baselines of the recovery searches already in --work, then the tables")
+    parser.add_argument("--refinalize", action="store_true",
+                        help="finalize the candidates the rule adds to the searches already in --work (and baselines a "
+                             "recovery search lacked), then the tables")
     args = parser.parse_args()
     keys = [key for key in args.models.split(",") if key]
     if unknown := [key for key in keys if key not in CASES]:
@@ -420,7 +471,12 @@ def main() -> None:
     if args.only:
         key, seed, arm = args.only.split(":")
         torch.set_num_threads(args.threads)
-        (add_baselines(CASES[key], int(seed), args) if args.baselines_only else run_job(CASES[key], int(seed), arm, args))
+        if args.refinalize:
+            refinalize(CASES[key], int(seed), arm, args)
+        elif args.baselines_only:
+            add_baselines(CASES[key], int(seed), args)
+        else:
+            run_job(CASES[key], int(seed), arm, args)
         return
     if not args.table_only:
         jobs = [f"{key}:{seed}:{arm}" for key in keys for seed in args.seeds for arm in arms]
