@@ -24,6 +24,7 @@ from prunetune.search.goals import Goals
 from prunetune.search.ledger import ATTR_ATTEMPTS, generation_of, record_outcome
 from prunetune.search.progress import Progress
 from prunetune.search.space import SearchSpace
+from prunetune.search.storage import params_in_one_write
 from prunetune.search.trial import DOMINATED, run_trial
 from prunetune.search.weights import weights_name, write_weights
 
@@ -251,7 +252,8 @@ class LedgerSearcher(_DriverOnly, Searcher):
             if self.launched >= self.n_trials:
                 return Searcher.FINISHED
             trial = self.study.ask()
-            self.space.suggest_params(trial)
+            with params_in_one_write(self.study):
+                self.space.suggest_params(trial)
             self.launched += 1
             self.pending = _Live(trial, generation=generation_of(self.study, trial) if self.batch else None)
         if self.batch and not self._may_start(self.pending):

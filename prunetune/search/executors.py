@@ -25,6 +25,7 @@ from prunetune.search.goals import Goals
 from prunetune.search.ledger import record_outcome
 from prunetune.search.progress import Progress
 from prunetune.search.space import SearchSpace
+from prunetune.search.storage import params_in_one_write
 from prunetune.search.trial import run_trial
 from prunetune.search.weights import write_weights
 
@@ -67,7 +68,8 @@ class LocalExecutor:
     ) -> None:
         for _ in range(n_trials):
             trial = study.ask()
-            space.suggest_params(trial)
+            with params_in_one_write(study):
+                space.suggest_params(trial)
             outcome = run_trial(
                 objective, space, trial.params, should_stop=stop_check(stop_rule), threads=self.threads,
                 keep_weights=self.weights_dir is not None,

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
 from prunetune.search.goals import Goals
-from prunetune.search.storage import StudyAttrs, check_storage_url, open_storage, set_user_attrs, storage_url, trial_id
+from prunetune.search.storage import DriverStorage, StudyAttrs, check_storage_url, open_storage, set_user_attrs, storage_url, trial_id
 
 __all__ = [
     "ATTR_BASELINE",
@@ -108,8 +108,9 @@ def open_study(
 ) -> optuna.Study:
     """Create the run's study, or load it to resume; its objectives must be those of the experiment."""
     try:
+        opened = open_storage(storage)
         study = optuna.create_study(
-            storage=open_storage(storage),
+            storage=DriverStorage(optuna.storages.get_storage(opened) if isinstance(opened, str) else opened),
             study_name=study_name,
             directions=goals.directions,
             sampler=sampler,
