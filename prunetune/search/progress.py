@@ -34,6 +34,7 @@ class Progress:
         self.echo = echo
         self.started = time.perf_counter()
         self.front_values: list[Sequence[float]] = []
+        self._layout: tuple[list[str], list[str]] | None = None
         if study is not None:
             completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             self.front_values = [t.values for t in completed if is_feasible(t)]
@@ -43,10 +44,11 @@ class Progress:
     ) -> None:
         self.done += 1
         self.counts[state] = self.counts.get(state, 0) + 1
-        names = study.metric_names or []
+        if self._layout is None:  # the study's metric names and directions: read once, they never change
+            self._layout = (study.metric_names or [], [d.name.lower() for d in study.directions])
+        names, directions = self._layout
         if state == TrialState.COMPLETE and feasible and names and all(name in metrics for name in names):
             self.front_values.append([metrics[name] for name in names])
-        directions = [d.name.lower() for d in study.directions]
         if self.front_values:
             mask = nondominated_mask(self.front_values, directions)
             self.front_values = [v for v, keep in zip(self.front_values, mask, strict=True) if keep]
