@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,27 +20,25 @@ from torch import nn
 
 from prunetune.app.experiment import Experiment
 from prunetune.errors import PrunetuneError
-from prunetune.files import write_text
 from prunetune.objectives.devices import check_device, resolve_device
 from prunetune.pruners import make_method
 from prunetune.pruners.latency_model import LatencyModel
 from prunetune.search.cluster import check_reachable
 from prunetune.search.goals import Goals
+from prunetune.search.ledger import saved_latency_model
 from prunetune.search.storage import check_storage_url, storage_url
 from prunetune.search.sampler_choice import SAMPLERS, create_sampler
 from prunetune.search.space import SearchSpace
 from prunetune.user_code import accepted_keywords, load_reference
 from prunetune.zoo.datasets import DataSplits, open_data
 
-__all__ = ["Checked", "check_experiment", "describe", "goals_of", "load_experiment_data", "save_latency_model", "target_space"]
+__all__ = ["Checked", "check_experiment", "describe", "goals_of", "load_experiment_data", "target_space"]
 
 #: How far an infeasible trial's values move against their direction, per unit of violation, for a
 #: sampler that takes no constraints but learns from values (the table's ``constraints="penalty"``).
 CONSTRAINT_PENALTY = 1.0
 #: What the runner hands every objective besides its own options (not settable in `objective.options`).
 PROVIDED = ("base", "data", "finetune", "batch_size", "bn_recalibration_batches", "measure_latency", "device")
-#: Where a run keeps the latency model its latency_ms target was repaired on (a resume reuses it).
-LATENCY_MODEL = "latency_model.json"
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def check_experiment(experiment: Experiment, run_dir: Path | None = None) -> Che
     data = load_experiment_data(experiment)
     model, base = _architecture(experiment, data)
     space = SearchSpace.for_model(model, torch.zeros(1, *data.input_shape), experiment.methods)
-    saved = _saved_latency_model(run_dir)
+    saved = saved_latency_model(run_dir) if run_dir is not None else None
     space = target_space(space, model, torch.zeros(1, *data.input_shape), experiment, latency=saved)
     create_sampler(  # sampler name and options, on the real space
         experiment.search.sampler, seed=experiment.seed, n_objectives=len(goals.objectives),
@@ -113,8 +110,8 @@ def target_space(
             "'execution.address' runs the trials on a cluster's machines: use macs_reduction there, or run the search "
             "where its trials run."
         )
-    cpu_trials = execution.executor == "ray" and execution.gpus_per_trial == 0 and execution.device == "auto"
-    device = torch.device("cpu") if cpu_trials else resolve_device(execution.device)
+    gpu_ids = [] if execution.executor == "ray" and execution.gpus_per_trial == 0 else None  # as a trial's would be
+    device = resolve_device(execution.device, gpu_ids)
     threads = execution.threads_per_trial or (max(1, int(execution.cpus_per_trial)) if execution.executor == "ray" else None)
     template = space.unrepaired_plan(space.params_for({}))  # the methods' own keys and options
     repair = PlanRepair(
@@ -122,18 +119,6 @@ def target_space(
     )
     repair.check_reachable()
     return space.with_target(repair)
-
-
-def _saved_latency_model(run_dir: Path | None) -> LatencyModel | None:
-    path = Path(run_dir) / LATENCY_MODEL if run_dir is not None else None
-    return LatencyModel.from_dict(json.loads(path.read_text())) if path is not None and path.exists() else None
-
-
-def save_latency_model(run_dir: Path, space: SearchSpace) -> None:
-    """Keep the latency model the space repairs on (if any) in the run folder, once."""
-    latency = space.repair.latency if space.repair is not None else None
-    if latency is not None and not (run_dir / LATENCY_MODEL).exists():
-        write_text(run_dir / LATENCY_MODEL, json.dumps(latency.to_dict(), indent=2) + "\n")
 
 
 def _check_devices(experiment: Experiment) -> None:

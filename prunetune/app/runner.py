@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from prunetune.app.preflight import check_experiment, save_latency_model, target_space
+from prunetune.app.preflight import check_experiment, target_space
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
 from prunetune.search.executors import LocalExecutor, RayExecutor, StopRule
@@ -33,6 +33,7 @@ from prunetune.search.ledger import (
     is_feasible,
     mark_interrupted,
     open_study,
+    save_latency_model,
     storage_url,
 )
 from prunetune.search.progress import Progress
@@ -216,7 +217,7 @@ def run_experiment(
         example = torch.zeros(1, *data.input_shape)
         latency = checked.space.repair.latency if checked.space.repair is not None else None  # timed once, in the checks
         space = target_space(SearchSpace.for_model(base, example, experiment.methods), base, example, experiment, latency=latency)
-        save_latency_model(run_dir, space)
+        save_latency_model(run_dir, latency)
         search = experiment.search
 
         def make_sampler(seed: int) -> optuna.samplers.BaseSampler:

@@ -3,7 +3,6 @@ people ask of a front, as data (:class:`RunSummary`) and as sentences (:func:`an
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from prunetune.errors import PrunetuneError, is_finite_number
 from prunetune.objectives.metrics import METRICS, format_metric
 from prunetune.results.runs import Run
+from prunetune.search.ledger import saved_latency_model
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -221,11 +221,9 @@ def _target_line(run: Run) -> str:
 
     budget = Target.from_config(target.to_dict())
     line = f"target: {budget}; every plan was repaired onto it before training"
-    saved = run.path / "latency_model.json"
-    if budget.metric == "latency_ms" and saved.is_file():
-        from prunetune.pruners.latency_model import LatencyModel
-
-        line += f", predicted by {LatencyModel.from_dict(json.loads(saved.read_text())).describe()}"
+    latency = saved_latency_model(run.path) if budget.metric == "latency_ms" else None
+    if latency is not None:
+        line += f", predicted by {latency.describe()}"
         frame = run.trials
         timed = frame.loc[frame["state"] == "COMPLETE", "latency_ms"].dropna() if "latency_ms" in frame.columns else []
         if len(timed):

@@ -7,6 +7,7 @@ any Optuna storage URL otherwise). This module is the one place that knows the a
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -20,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.errors import PrunetuneError
 from prunetune.files import write_text
+from prunetune.pruners.latency_model import LatencyModel
 from prunetune.search.goals import Goals
 from prunetune.search.storage import DriverStorage, StudyAttrs, check_storage_url, open_storage, set_user_attrs, storage_url, trial_id
 
@@ -33,6 +35,7 @@ __all__ = [
     "ATTR_METRICS",
     "ATTR_NODE",
     "ATTR_PLAN",
+    "LATENCY_MODEL",
     "RunLock",
     "STUDY_FILE",
     "STUDY_NAME",
@@ -49,6 +52,8 @@ __all__ = [
     "record_finalized",
     "record_outcome",
     "run_study_name",
+    "save_latency_model",
+    "saved_latency_model",
     "store_outcome",
     "storage_url",
 ]
@@ -57,6 +62,8 @@ __all__ = [
 STUDY_NAME = "prunetune"
 #: The file in a run folder that holds the name of the run's study in its storage.
 STUDY_FILE = "study-name"
+#: The file in a run folder that holds the latency model its latency_ms target is repaired on.
+LATENCY_MODEL = "latency_model.json"
 ATTR_PLAN = "plan"
 ATTR_METRICS = "metrics"
 ATTR_CURVE = "curve"
@@ -76,6 +83,19 @@ FINALIZED = "finalized:"
 ATTR_BASELINE = "baseline"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def saved_latency_model(run_dir: Path) -> LatencyModel | None:
+    """The latency model a run's target was repaired on (a resume repairs on it again), if it has one."""
+    path = Path(run_dir) / LATENCY_MODEL
+    return LatencyModel.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def save_latency_model(run_dir: Path, latency: LatencyModel | None) -> None:
+    """Keep ``latency`` in the run folder, once: the first run's fit stays the run's."""
+    path = Path(run_dir) / LATENCY_MODEL
+    if latency is not None and not path.exists():
+        write_text(path, json.dumps(latency.to_dict(), indent=2) + "\n")
 
 
 def run_study_name(run_dir: Path) -> str:
