@@ -38,9 +38,8 @@ def test_the_driver_reads_its_trials_from_memory_and_the_database_holds_every_wr
         state = optuna.trial.TrialState.FAIL if number == 3 else optuna.trial.TrialState.COMPLETE
         study.tell(trial, None if number == 3 else [1.0 - x, 1.0 + y], state=state)
     # The NSGA-II sampler, ask and tell read every trial several times per trial; the database was read
-    # once for all of them, then once per trial after its end (the time the storage wrote) and once for
-    # the enqueued trial when ask took it.
-    assert reads.count("get_all_trials") == 1 and reads.count("get_trial") == 11, reads
+    # once for all of them, and once for the enqueued trial when ask took it (another process might have).
+    assert reads.count("get_all_trials") == 1 and reads.count("get_trial") == 1, reads
     fresh = open_readonly(url, "run").get_trials(deepcopy=False)
     assert [as_stored(t) for t in study.get_trials(deepcopy=False)] == [as_stored(t) for t in fresh]
     assert fresh[0].params == {"x": 0.5, "y": 1} and fresh[3].state == optuna.trial.TrialState.FAIL
@@ -62,3 +61,38 @@ def test_parameters_held_for_one_write_reach_the_database_before_any_other_write
     with pytest.raises(ValueError):  # a distribution that clashes with the stored one is refused, as without holding
         with params_in_one_write(study):
             study.ask().suggest_int("x", 0, 5)
+
+
+@pytest.mark.parametrize("state", [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL])
+def test_a_trials_suggestions_and_its_end_are_one_statement_each(tmp_path: Path, state: optuna.trial.TrialState) -> None:
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = open_study(url, goals=GOALS, sampler=optuna.samplers.RandomSampler(seed=0), study_name="run")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)}), [0.5, 2.0])
+    statements: list[str] = []
+    event.listen(study._storage.backend.engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
+    trial = study.ask()
+    statements.clear()
+    with params_in_one_write(study):
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_int("y", 0, 3)
+        trial.suggest_categorical("z", ["a", "b"])
+    assert statements == ["INSERT"]
+    statements.clear()
+    study.tell(trial, [float("inf"), 1.0] if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+    assert statements == (["UPDATE", "INSERT"] if state == optuna.trial.TrialState.COMPLETE else ["UPDATE"])
+    fresh = open_readonly(url, "run").get_trials(deepcopy=False)
+    assert [as_stored(t) for t in study.get_trials(deepcopy=False)] == [as_stored(t) for t in fresh]
+    assert fresh[1].state == state and fresh[1].params.keys() == {"x", "y", "z"}
+
+
+def test_the_end_of_a_trial_another_process_ended_is_refused_as_optuna_refuses_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/study.db"
+    study = open_study(url, goals=GOALS, sampler=optuna.samplers.RandomSampler(seed=0), study_name="run")
+    trial = study.ask()
+    other = open_readonly(url, "run")
+    other._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.COMPLETE, [1.0, 1.0])
+    assert open_readonly(url, "run").get_trials()[0].state == optuna.trial.TrialState.FAIL

@@ -89,3 +89,29 @@ def test_a_driver_killed_and_resumed_meets_its_budget(tmp_path: Path, postgres_u
     interrupted = [t.number for t in trials if t.user_attrs.get(ATTR_INTERRUPTED)]
     assert interrupted == running  # the one cut off is closed as interrupted, not re-run under its number
     assert len(trials) == 10 + len(interrupted) and len({t.number for t in trials}) == len(trials)
+
+
+def test_the_driver_writes_rows_that_read_back_exactly_as_it_remembers_them(postgres_url: str) -> None:
+    from prunetune.search.goals import Goals
+    from prunetune.search.ledger import open_study
+    from prunetune.search.storage import DriverStorage, open_readonly, params_in_one_write, set_user_attrs
+
+    goals = Goals.from_config({"accuracy": "maximize", "compression": "maximize"})
+    study = open_study(postgres_url, goals=goals, sampler=optuna.samplers.RandomSampler(seed=0), study_name="exact")
+    assert isinstance(study._storage, DriverStorage) and study._storage.writes_rows
+    for number in range(4):
+        trial = study.ask()
+        with params_in_one_write(study):
+            x = trial.suggest_float("x", 0.0, 1.0)
+            trial.suggest_categorical("z", ["a", "b"])
+        set_user_attrs(trial, {"node": f"n{number}"})
+        state = optuna.trial.TrialState.PRUNED if number == 2 else optuna.trial.TrialState.COMPLETE
+        study.tell(trial, None if number == 2 else [1.0 / 3.0 - x, float("inf")], state=state)
+
+    def stored(trial: optuna.trial.FrozenTrial) -> tuple:
+        return (trial.number, trial.state, trial.values, trial.params, trial.distributions, trial.user_attrs,
+                trial.datetime_start, trial.datetime_complete)
+
+    fresh = open_readonly(postgres_url, "exact").get_trials(deepcopy=False)
+    assert [stored(t) for t in study.get_trials(deepcopy=False)] == [stored(t) for t in fresh]
+    assert fresh[0].values[1] == float("inf") and fresh[2].state == optuna.trial.TrialState.PRUNED

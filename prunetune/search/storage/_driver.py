@@ -1,9 +1,8 @@
-"""The one place that touches Optuna's storage: opening it, checking its URL, and the study's and
-trials' system attributes that samplers keep their state in.
+"""The storage a run's driver opens: its study's trials kept in memory, every write passed through at once.
 
-Optuna keeps system attributes behind the study's private ``_storage``; samplers whose state must
-survive processes (generations, populations) read and write them here, so that a change in
-Optuna's internals is mended in one module.
+On SQLite and PostgreSQL the driver also writes a trial's rows itself, in one statement each where
+Optuna's own path reads the trial and its neighbours back before every write; both databases keep
+what is written exactly (floats, microsecond times), so memory and database stay equal.
 """
 
 from __future__ import annotations
@@ -14,140 +13,23 @@ import importlib
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Container, Iterator, Mapping, Sequence
-from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any
 
 import optuna
-from optuna.samplers._base import _process_constraints_after_trial
-from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
-from optuna.distributions import BaseDistribution
-from optuna.study import Study
+from optuna.distributions import BaseDistribution, check_distribution_compatibility, distribution_to_json
 from optuna.study._study_direction import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from prunetune.errors import PrunetuneError
+__all__ = ["DriverStorage"]
 
-__all__ = [
-    "CONSTRAINTS_KEY",
-    "DriverStorage",
-    "StudyAttrs",
-    "check_storage_url",
-    "open_readonly",
-    "open_storage",
-    "params_in_one_write",
-    "process_constraints_after_trial",
-    "set_trial_user_attr",
-    "set_user_attrs",
-    "storage_url",
-    "trial_id",
-    "with_sampler",
-]
-
-#: The trial system attribute where Optuna keeps a trial's constraint values.
-CONSTRAINTS_KEY = _CONSTRAINTS_KEY
-#: Optuna's own step that stores a finished trial's constraints (``constraints_func``).
-process_constraints_after_trial = _process_constraints_after_trial
+#: Databases that keep exactly what is written (floats, microsecond times): the driver writes rows itself.
+EXACT_DATABASES = ("sqlite", "postgresql")
 
 
-#: The prefix of a JournalStorage file: ``journal:PATH`` (``journal:///abs/path`` works too).
-JOURNAL = "journal:"
-
-
-def _with_driver(url: str) -> str:
-    """``postgresql://...`` with the driver prunetune's ``postgres`` extra installs (psycopg 3);
-    SQLAlchemy would otherwise look for psycopg2. A URL naming its driver is left as it is."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme):]
-    return url
-
-
-def _journal_path(url: str) -> Path:
-    path = url[len(JOURNAL):]
-    return Path(path[2:] if path.startswith("///") else path).expanduser()
-
-
-def storage_url(run_dir: Path, storage: str | None) -> str:
-    """The storage named in the experiment, or SQLite in the run folder."""
-    if storage:
-        return storage
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
-
-
-def check_storage_url(url: str) -> None:
-    """Raise PrunetuneError unless ``url`` is a storage URL whose database driver is installed.
-
-    Only the URL and the driver are checked, not the connection: nothing is created or written.
-    ``journal:PATH`` (Optuna's JournalStorage in one file) needs the file's folder to exist.
-    """
-    url = _with_driver(url)
-    if url.startswith(JOURNAL):
-        folder = _journal_path(url).parent
-        if not folder.is_dir():
-            raise PrunetuneError(f"The 'storage' key {url!r} names a journal file in {folder}, which does not exist.")
-        return
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    accepted = "an Optuna storage URL such as sqlite:///PATH, postgresql://USER@HOST/DB or mysql://USER@HOST/DB"
-    try:
-        parsed = make_url(url)
-        dialect = parsed.get_dialect()
-    except (ArgumentError, NoSuchModuleError, ValueError) as error:
-        raise PrunetuneError(f"The 'storage' key must be {accepted}. Got {url!r} instead ({error}).") from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as error:
-        raise PrunetuneError(
-            f"The 'storage' key {url!r} needs the database driver {error.name or parsed.drivername!r}, "
-            "which is not installed here: install it (for PostgreSQL: pip install 'prunetune[postgres]'), "
-            "or use sqlite:///PATH."
-        ) from None
-
-
-def open_storage(url: str) -> str | optuna.storages.BaseStorage:
-    """The storage a URL names. SQLite runs in write-ahead-log mode: a commit survives the driver
-    being killed, without an fsync on every attribute write (which made the ledger the slowest part
-    of a short trial). ``journal:PATH`` is Optuna's JournalStorage in the file PATH."""
-    url = _with_driver(url)
-    if url.startswith(JOURNAL):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(_journal_path(url))))
-    if not url.startswith("sqlite:///"):
-        return _create_tables_once(url, {}) if "://" in url else url
-    from sqlalchemy import event
-
-    storage = _create_tables_once(url, {"connect_args": {"timeout": 60}})
-
-    @event.listens_for(storage.engine, "connect")
-    def _pragmas(connection: Any, record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    storage.engine.dispose()  # connections made so far predate the pragmas
-    return storage
-
-
-def _create_tables_once(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
-    """Open a database storage; when two runs create a new database's tables at the same moment, the
-    one that loses the race opens it again, now that they exist."""
-    from sqlalchemy.exc import DBAPIError
-
-    races = ("already exists", "UNIQUE constraint failed", "duplicate key value")
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except DBAPIError as error:  # a table, type or alembic version another run created meanwhile
-            racing = any(words in str(error) for words in races)
-            if not racing or attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+class _NotAsRemembered(Exception):
+    """The database's row is not in the state the driver remembers: Optuna's own path decides."""
 
 
 class DriverStorage(optuna.storages.BaseStorage):
@@ -167,6 +49,11 @@ class DriverStorage(optuna.storages.BaseStorage):
         self._study_of: dict[int, int] = {}  # trial id -> study id
         #: Parameter writes held for one transaction (see `params_in_one_write`); None: written at once.
         self._held: list[tuple[int, str, float, BaseDistribution]] | None = None
+        #: Per study, each parameter's first distribution: a new one must be compatible with it.
+        self._distributions: dict[int, dict[str, BaseDistribution]] = {}
+        engine = getattr(backend, "engine", None) if isinstance(backend, optuna.storages.RDBStorage) else None
+        #: The driver writes a trial's rows itself (see the module's docstring).
+        self.writes_rows = engine is not None and engine.name in EXACT_DATABASES
 
     def __getattr__(self, name: str) -> Any:  # what BaseStorage does not define (an RDB storage's engine, ...)
         if name == "backend":
@@ -214,7 +101,16 @@ class DriverStorage(optuna.storages.BaseStorage):
                 trials = self.backend.get_all_trials(study_id, deepcopy=False)
                 self._trials[study_id] = {trial._trial_id: trial for trial in trials}
                 self._study_of.update((trial._trial_id, study_id) for trial in trials)
+                known = self._distributions.setdefault(study_id, {})
+                for trial in trials:
+                    for name, distribution in trial.distributions.items():
+                        known.setdefault(name, distribution)
             return self._trials[study_id]
+
+    def _remembered(self, trial_id: int) -> FrozenTrial | None:
+        with self._lock:
+            study_id = self._study_of.get(trial_id)
+            return None if study_id is None else self._trials[study_id][trial_id]
 
     def _reload(self, trial_id: int) -> None:
         """Read one trial back (after a write whose details the storage fills in: times, state)."""
@@ -265,7 +161,9 @@ class DriverStorage(optuna.storages.BaseStorage):
             if not held:
                 return
             self._held = []
-            if isinstance(backend, optuna.storages.RDBStorage):
+            if self.writes_rows:
+                _insert_params(backend, held)
+            elif isinstance(backend, optuna.storages.RDBStorage):
                 from optuna.storages._rdb.storage import _create_scoped_session
 
                 with _create_scoped_session(backend.scoped_session, True) as session:
@@ -277,8 +175,18 @@ class DriverStorage(optuna.storages.BaseStorage):
 
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float, distribution: BaseDistribution) -> None:
         with self._lock:
-            if self._held is not None:
+            remembered = self._remembered(trial_id)
+            direct = self.writes_rows and remembered is not None
+            if direct:  # Optuna's checks, on what the driver remembers instead of what it reads back
+                self.backend.check_trial_is_updatable(trial_id, remembered.state)
+                known = self._distributions.setdefault(self._study_of[trial_id], {})
+                if param_name in known:
+                    check_distribution_compatibility(known[param_name], distribution)
+                known.setdefault(param_name, distribution)
+            if self._held is not None and (direct or not self.writes_rows):  # held rows are checked rows
                 self._held.append((trial_id, param_name, param_value_internal, distribution))
+            elif direct:
+                _insert_params(self.backend, [(trial_id, param_name, param_value_internal, distribution)])
             else:
                 self.backend.set_trial_param(trial_id, param_name, param_value_internal, distribution)
         self._change(trial_id, params={param_name: distribution.to_external_repr(param_value_internal)},
@@ -286,6 +194,15 @@ class DriverStorage(optuna.storages.BaseStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         self._write_held()
+        remembered = self._remembered(trial_id)
+        if self.writes_rows and remembered is not None and remembered.state == TrialState.RUNNING and state.is_finished():
+            with contextlib.suppress(_NotAsRemembered):
+                finished = _finish(self.backend, trial_id, state, values)
+                trial = copy.deepcopy(remembered)
+                trial.state, trial.values, trial.datetime_complete = state, list(values) if values else None, finished
+                with self._lock:
+                    self._trials[self._study_of[trial_id]][trial_id] = trial
+                return True
         changed = self.backend.set_trial_state_values(trial_id, state, values)
         self._reload(trial_id)  # as the storage now holds it: its end time, or a waiting trial another process took
         return changed
@@ -353,85 +270,45 @@ def _upsert_user_attrs(backend: optuna.storages.RDBStorage, session: Any, trial_
     session.execute(insert.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_={"value_json": insert.excluded.value_json}))
 
 
-def open_readonly(url: str, study_name: str) -> optuna.Study:
-    """Load study ``study_name`` to read it while a search may still write it; creates nothing."""
-    storage: str | optuna.storages.BaseStorage = _with_driver(url)
-    if url.startswith(JOURNAL):
-        storage = open_storage(url)
-    elif url.startswith("sqlite:///"):  # read a live run: wait out its writes, create no tables
-        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, skip_table_creation=True)
-    return optuna.load_study(study_name=study_name, storage=storage)
+def _insert_params(backend: optuna.storages.RDBStorage, params: Sequence[tuple[int, str, float, BaseDistribution]]) -> None:
+    """A trial's parameter rows in one statement (checked by the caller, as Optuna checks them)."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import insert
+
+    rows = [
+        {"trial_id": trial_id, "param_name": name, "param_value": value, "distribution_json": distribution_to_json(distribution)}
+        for trial_id, name, value, distribution in params
+    ]
+    with _create_scoped_session(backend.scoped_session) as session:
+        session.execute(insert(models.TrialParamModel.__table__), rows)
 
 
-class StudyAttrs:
-    """A study's system attributes and those of its trials, fresh from storage (no cache: other
-    workers' writes must be visible). ``prefix`` namespaces the keys (``"ScipyDESampler"``)."""
+def _finish(backend: optuna.storages.RDBStorage, trial_id: int, state: TrialState, values: Sequence[float] | None) -> datetime:
+    """End a running trial: its state and end time in one statement, its values in one more; the end
+    time is returned, as the database now holds it. Raises `_NotAsRemembered` (writing nothing) when
+    the row is not running."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import insert, update
 
-    def __init__(self, study: Study, prefix: str = "") -> None:
-        self._study = study
-        self._prefix = prefix
-
-    @property
-    def identity(self) -> tuple[Any, int]:
-        """The storage object and the study's id: equal for every handle on the same stored study in
-        this process, and holding the storage so that a new one can never be taken for it."""
-        return self._study._storage, self._study._study_id
-
-    @property
-    def key_of_study(self) -> tuple[int, int]:
-        """A hashable key of the stored study (the storage's ``id``) for caches that keep the storage alive."""
-        return id(self._study._storage), self._study._study_id
-
-    def key(self, name: str) -> str:
-        return f"{self._prefix}:{name}" if self._prefix else name
-
-    def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        return self._study._storage.get_all_trials(self._study._study_id, deepcopy=False, states=states)
-
-    def study_attrs(self) -> dict[str, Any]:
-        return self._study._storage.get_study_system_attrs(self._study._study_id)
-
-    def study_attr(self, name: str) -> Any:
-        return self.study_attrs().get(self.key(name))
-
-    def set_study_attr(self, name: str, value: Any) -> None:
-        self._study._storage.set_study_system_attr(self._study._study_id, self.key(name), value)
-
-    def trial_attrs(self, trial: FrozenTrial | optuna.trial.Trial) -> dict[str, Any]:
-        return dict(self._study._storage.get_trial_system_attrs(trial._trial_id))
-
-    def set_trial_attrs(self, trial: FrozenTrial | optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
-        for name, value in attrs.items():
-            self._study._storage.set_trial_system_attr(trial._trial_id, self.key(name), value)
-
-
-def params_in_one_write(study: Study) -> contextlib.AbstractContextManager[None]:
-    """Suggestions made inside are written in one transaction (a run's study), or each at once (any other)."""
-    storage = study._storage
-    return storage.params_in_one_write() if isinstance(storage, DriverStorage) else contextlib.nullcontext()
-
-
-def set_user_attrs(trial: optuna.trial.Trial, attrs: Mapping[str, Any]) -> None:
-    """Write several user attributes of a running trial: in one transaction on a run's database (a
-    trial's outcome is about ten attributes, and a commit each made recording it the driver's slowest step)."""
-    storage = trial.study._storage
-    if isinstance(storage, DriverStorage):
-        storage.set_trial_user_attrs(trial_id(trial), attrs)
-        return
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-
-
-def set_trial_user_attr(study: Study, trial: FrozenTrial | optuna.trial.Trial, key: str, value: Any) -> None:
-    """Write a user attribute of a running trial from a sampler, which holds only its frozen copy."""
-    study._storage.set_trial_user_attr(trial_id(trial), key, value)
-
-
-def with_sampler(study: Study, sampler: optuna.samplers.BaseSampler) -> Study:
-    """Another handle on the same stored study, asking ``sampler`` for its trials."""
-    return optuna.load_study(study_name=study.study_name, storage=study._storage, sampler=sampler)
-
-
-def trial_id(trial: FrozenTrial | optuna.trial.Trial) -> int:
-    """The storage's id of a trial: unique across studies, where ``number`` is unique within one."""
-    return trial._trial_id
+    # Stored in UTC and read back in local time, as Optuna's own model does.
+    stored_time = datetime.now(timezone.utc).replace(tzinfo=None)
+    finished = stored_time.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+    trial = models.TrialModel
+    with _create_scoped_session(backend.scoped_session) as session:
+        ended = session.execute(
+            update(trial)
+            .where(trial.trial_id == trial_id, trial.state == TrialState.RUNNING)
+            .values({trial.state: state, trial._datetime_complete_utc: stored_time})
+            .execution_options(synchronize_session=False)
+        )
+        if ended.rowcount != 1:
+            raise _NotAsRemembered(trial_id)
+        if values:
+            stored = [models.TrialValueModel.value_to_stored_repr(value) for value in values]
+            session.execute(
+                insert(models.TrialValueModel.__table__),
+                [{"trial_id": trial_id, "objective": objective, "value": value, "value_type": kind} for objective, (value, kind) in enumerate(stored)],
+            )
+    return finished
