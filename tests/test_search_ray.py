@@ -102,7 +102,11 @@ class TestOnLocalRay:
         for trial in (t for t in trials if t.state == TrialState.COMPLETE):
             metrics = trial.user_attrs[ATTR_METRICS]
             assert trial.values == [metrics["accuracy"], metrics["compression"]]
-            assert (Path(trial.user_attrs[ATTR_LOG]) / "result.json").is_file()
+            folder = Path(trial.user_attrs[ATTR_LOG])
+            assert (folder / "result.json").is_file()
+            # Results are JSON texts: Tune writes them as JSON only, not as CSV or TensorBoard events too.
+            assert not (folder / "progress.csv").exists() and not list(folder.glob("events.out.tfevents*"))
+        assert os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") is None  # as it was before the run
 
     def test_baselines_run_on_the_workers_after_a_batched_search(self, local_ray: str, tmp_path: Path) -> None:
         data = experiment_data({

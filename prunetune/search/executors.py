@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +122,23 @@ def _driver_side_actor(actor_class: type) -> object:
     return ray.remote(actor_class).options(**options).remote()
 
 
+@contextlib.contextmanager
+def _only_json_results() -> Iterator[None]:
+    """Tune writes each trial's results as JSON only (the run passes that logger), not also as CSV
+    and TensorBoard events: a trial's results are the ledger's JSON texts, which neither can show,
+    and each format was a file write (TensorBoard's with an fsync) per result in the driver."""
+    name = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    before = os.environ.get(name)
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def _start_or_join(ray, address: str | None) -> None:
     """Ray on this machine (address None) or the cluster at `address`; a cluster that cannot be
     joined (gone since the up-front check, or refusing this driver) is the user's to fix."""
@@ -185,6 +202,7 @@ class RayExecutor:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         import ray
         from ray import tune
+        from ray.tune.logger import JsonLoggerCallback
 
         from prunetune.search._gate import Gate
         from prunetune.search._keeper import WeightKeeper
@@ -229,12 +247,13 @@ class RayExecutor:
                     name=time.strftime("attempt-%Y%m%d-%H%M%S"),
                     storage_path=str(self.log_dir.resolve()),
                     failure_config=tune.FailureConfig(max_failures=self.retries),
-                    callbacks=[errors],
+                    callbacks=[errors, JsonLoggerCallback()],
                     log_to_file=True,
                     verbose=0,
                 ),
             )
-            tuner.fit()
+            with _only_json_results():
+                tuner.fit()
         finally:
             for actor in (gate, keeper):
                 if actor is not None and ray.is_initialized():
