@@ -64,7 +64,7 @@ def test_parameters_held_for_one_write_reach_the_database_before_any_other_write
 
 
 @pytest.mark.parametrize("state", [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL])
-def test_a_trials_suggestions_and_its_end_are_one_statement_each(tmp_path: Path, state: optuna.trial.TrialState) -> None:
+def test_a_trials_suggestions_outcome_and_end_are_one_statement_each(tmp_path: Path, state: optuna.trial.TrialState) -> None:
     from sqlalchemy import event
 
     url = f"sqlite:///{tmp_path}/study.db"
@@ -79,6 +79,9 @@ def test_a_trials_suggestions_and_its_end_are_one_statement_each(tmp_path: Path,
         trial.suggest_int("y", 0, 3)
         trial.suggest_categorical("z", ["a", "b"])
     assert statements == ["INSERT"]
+    statements.clear()
+    set_user_attrs(trial, {"plan": {"x": 1}, "node": "n0", "times": {"seconds": 0.5}})
+    assert statements == ["INSERT"]  # one upsert
     statements.clear()
     study.tell(trial, [float("inf"), 1.0] if state == optuna.trial.TrialState.COMPLETE else None, state=state)
     assert statements == (["UPDATE", "INSERT"] if state == optuna.trial.TrialState.COMPLETE else ["UPDATE"])

@@ -24,7 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["DriverStorage"]
 
-#: Databases that keep exactly what is written (floats, microsecond times): the driver writes rows itself.
+#: Databases that keep exactly what is written (floats, microsecond times) and have an upsert (SQLite
+#: from 3.24): the driver writes rows itself.
 EXACT_DATABASES = ("sqlite", "postgresql")
 
 
@@ -53,7 +54,7 @@ class DriverStorage(optuna.storages.BaseStorage):
         self._distributions: dict[int, dict[str, BaseDistribution]] = {}
         engine = getattr(backend, "engine", None) if isinstance(backend, optuna.storages.RDBStorage) else None
         #: The driver writes a trial's rows itself (see the module's docstring).
-        self.writes_rows = engine is not None and engine.name in EXACT_DATABASES
+        self.writes_rows = engine is not None and engine.name in EXACT_DATABASES and sqlite3.sqlite_version_info >= (3, 24)
 
     def __getattr__(self, name: str) -> Any:  # what BaseStorage does not define (an RDB storage's engine, ...)
         if name == "backend":
@@ -218,14 +219,20 @@ class DriverStorage(optuna.storages.BaseStorage):
         self._change(trial_id, user_attrs={key: value})
 
     def set_trial_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
-        """Several user attributes in one transaction on a database (one write each elsewhere)."""
+        """Several user attributes in one statement where the driver writes rows, one transaction on
+        any other database, one write each elsewhere."""
         self._write_held()
-        backend = self.backend
-        if isinstance(backend, optuna.storages.RDBStorage) and attrs:
+        backend, remembered = self.backend, self._remembered(trial_id)
+        if self.writes_rows and remembered is not None and attrs:
+            backend.check_trial_is_updatable(trial_id, remembered.state)
+            _upsert_user_attrs(backend, trial_id, attrs)
+        elif isinstance(backend, optuna.storages.RDBStorage) and attrs:
+            from optuna.storages._rdb import models
             from optuna.storages._rdb.storage import _create_scoped_session
 
             with _create_scoped_session(backend.scoped_session, True) as session:
-                _upsert_user_attrs(backend, session, trial_id, attrs)
+                for key, value in attrs.items():
+                    backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
         else:
             for key, value in attrs.items():
                 backend.set_trial_user_attr(trial_id, key, value)
@@ -252,22 +259,17 @@ class DriverStorage(optuna.storages.BaseStorage):
         return copy.deepcopy(trials) if deepcopy else trials
 
 
-def _upsert_user_attrs(backend: optuna.storages.RDBStorage, session: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """Write ``attrs`` in one statement where the database can (SQLite, PostgreSQL): Optuna's own path
-    reads the trial again before each attribute, two statements an attribute."""
+def _upsert_user_attrs(backend: optuna.storages.RDBStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """A trial's user attributes in one statement (Optuna's own path reads the trial again before
+    each attribute, two statements an attribute)."""
     from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
 
-    engine = backend.engine.name
-    if engine not in ("sqlite", "postgresql") or (engine == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)):
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
-        return
-    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-    backend.check_trial_is_updatable(trial_id, trial.state)
-    dialect = importlib.import_module(f"sqlalchemy.dialects.{engine}")
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{backend.engine.name}")
     model = models.TrialUserAttributeModel
     insert = dialect.insert(model).values([{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()])
-    session.execute(insert.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_={"value_json": insert.excluded.value_json}))
+    with _create_scoped_session(backend.scoped_session) as session:
+        session.execute(insert.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_={"value_json": insert.excluded.value_json}))
 
 
 def _insert_params(backend: optuna.storages.RDBStorage, params: Sequence[tuple[int, str, float, BaseDistribution]]) -> None:
