@@ -54,7 +54,9 @@ class DriverStorage(optuna.storages.BaseStorage):
         self._distributions: dict[int, dict[str, BaseDistribution]] = {}
         engine = getattr(backend, "engine", None) if isinstance(backend, optuna.storages.RDBStorage) else None
         #: The driver writes a trial's rows itself (see the module's docstring).
-        self.writes_rows = engine is not None and engine.name in EXACT_DATABASES and sqlite3.sqlite_version_info >= (3, 24)
+        self.writes_rows = engine is not None and engine.name in EXACT_DATABASES and (
+            engine.name != "sqlite" or sqlite3.sqlite_version_info >= (3, 24)
+        )
 
     def __getattr__(self, name: str) -> Any:  # what BaseStorage does not define (an RDB storage's engine, ...)
         if name == "backend":
